@@ -1,0 +1,63 @@
+# lensneurons — one-command set-up, tests and demo.
+# `make demo` and `make test` create the virtual environment on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_TL2 ?= .venv-tl2
+# CPU-only machines: pin the CPU build of torch (a bare `torch` pulls several GB of CUDA packages).
+# Override, e.g. `make setup TORCH_SPEC="torch --index-url <your CPU index>"`.
+TORCH_SPEC ?= torch==2.13.0
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-tl2 test test-tl2 demo check docs notebooks bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+ifneq ($(HAS_GPU),1)
+	$(VENV)/bin/pip install -q "$(TORCH_SPEC)"
+endif
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+setup-tl2: $(VENV_TL2)/.installed
+
+# TransformerLens 2.x (HookedTransformer) pins numpy<2; newer pyarrow then fails at import.
+$(VENV_TL2)/.installed: pyproject.toml
+	test -x $(VENV_TL2)/bin/python || $(PYTHON) -m venv $(VENV_TL2)
+	$(VENV_TL2)/bin/pip install -q --upgrade pip
+ifneq ($(HAS_GPU),1)
+	$(VENV_TL2)/bin/pip install -q "$(TORCH_SPEC)"
+endif
+	$(VENV_TL2)/bin/pip install -q "transformer-lens<3" "datasets<4" "pyarrow<18" pytest
+	$(VENV_TL2)/bin/pip install -q --no-deps -e .
+	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib
+	touch $@
+
+test: setup
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+test-tl2: setup-tl2
+	$(VENV_TL2)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/lensneurons demo --out demo-output
+
+notebooks: setup
+	$(VENV)/bin/python -m pytest -q --nbmake notebooks/
+
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
+
+check: setup
+	$(VENV)/bin/ruff check lensneurons tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(VENV)/bin/python benchmarks/collect_overhead.py
+
+clean:
+	rm -rf $(VENV) $(VENV_TL2) demo-output site

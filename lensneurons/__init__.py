@@ -1,0 +1,87 @@
+"""lensneurons: language- and culture-specific neurons on TransformerLens hook points.
+
+Data flows one way: model + corpus -> statistics -> neuron sets -> hooks -> evaluation and lens.
+
+Examples:
+    >>> import lensneurons as ln
+    >>> model = ln.organism.load()
+    >>> stats = ln.collect(model, ln.Corpus.from_texts(ln.organism.texts("train")), progress=False)
+    >>> neurons = ln.lape(stats, top_rate=0.02)
+    >>> with model.hooks(fwd_hooks=ln.deactivate(neurons["fr"])):
+    ...     logits = model("Le chat dort.")
+"""
+
+__version__ = "0.1.0"
+
+from lensneurons import viz
+from lensneurons.corpus import Corpus, TokenizedCorpus
+from lensneurons.detect import TernaryResult, lape, ternary
+from lensneurons.errors import (
+    EmptyGroupError,
+    EmptyTokenizationError,
+    HookShapeError,
+    LensNeuronsError,
+    MissingStatisticError,
+    ModelMismatchError,
+    NegativeCountError,
+    NoGroupsError,
+    ShapeMismatchError,
+    TooFewGroupsError,
+    UnknownGroupError,
+    UnknownSiteError,
+    UnsupportedModelError,
+)
+from lensneurons.evaluate import nll_delta, perplexity, perplexity_matrix, ppl_ratio
+from lensneurons.interventions import (
+    NeuronHook,
+    add_activation,
+    amplify,
+    deactivate,
+    random_like,
+    set_activation,
+    steer,
+)
+from lensneurons.model import ModelView
+from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.sites import Site, get_site
+from lensneurons.stats import ActivationStats, collect
+
+__all__ = [
+    "ActivationStats",
+    "NeuronHook",
+    "NeuronSet",
+    "NeuronSets",
+    "TernaryResult",
+    "add_activation",
+    "amplify",
+    "deactivate",
+    "lape",
+    "nll_delta",
+    "perplexity",
+    "perplexity_matrix",
+    "ppl_ratio",
+    "random_like",
+    "set_activation",
+    "steer",
+    "ternary",
+    "viz",
+    "Corpus",
+    "EmptyGroupError",
+    "EmptyTokenizationError",
+    "HookShapeError",
+    "LensNeuronsError",
+    "MissingStatisticError",
+    "ModelMismatchError",
+    "ModelView",
+    "NegativeCountError",
+    "NoGroupsError",
+    "ShapeMismatchError",
+    "Site",
+    "TokenizedCorpus",
+    "TooFewGroupsError",
+    "UnknownGroupError",
+    "UnknownSiteError",
+    "UnsupportedModelError",
+    "collect",
+    "get_site",
+]

@@ -1,0 +1,310 @@
+"""Corpus: texts or (prompt, response) examples per group, tokenized into counted batches.
+
+A group is a language, a culture, a programming language: any label whose tokens should be
+counted together. Tokenization happens lazily, once per tokenizer, when a model first asks for
+batches. Each token carries a *counted* flag: BOS (unless ``count_bos=True``), prompt tokens of
+examples and padding are never counted; every statistic and every perplexity uses only counted
+tokens.
+
+Batches are length-bucketed and right-padded. With causal attention a real token never attends to
+padding on its right, so no attention mask is needed and padding cannot change a counted value.
+
+Examples:
+    >>> import lensneurons as ln
+    >>> corpus = ln.Corpus.from_texts({"en": ["The cat sleeps."], "fr": ["Le chat dort."]})
+    >>> corpus.groups
+    ['en', 'fr']
+    >>> tokenized = corpus.tokenize(ln.organism.load())
+    >>> batch = next(tokenized.batches(batch_size=2))
+    >>> batch.tokens.shape[0], batch.n_counted.tolist() == tokenized.n_tokens.tolist()
+    (2, True)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Int
+
+from lensneurons.errors import EmptyGroupError, EmptyTokenizationError, NoGroupsError
+from lensneurons.model import ModelView
+
+_DEFAULT_MAX_WINDOW = 1024
+
+
+@dataclass(frozen=True)
+class TokenSequence:
+    """One model input: token ids and which of them are counted."""
+
+    group: int
+    tokens: Int[torch.Tensor, " pos"]
+    counted: Bool[torch.Tensor, " pos"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A right-padded batch whose rows are ordered by group.
+
+    Attributes:
+        tokens: token ids, padding filled with the pad id.
+        counted: which positions are counted (never padding).
+        rows: the group index of every row (non-decreasing).
+        n_counted: counted tokens per group of the corpus (zeros for absent groups).
+        segments: ``(group, start, end)`` ranges of the batch's counted tokens, flattened in
+            row-major order, one range per group present.
+    """
+
+    tokens: Int[torch.Tensor, "batch pos"]
+    counted: Bool[torch.Tensor, "batch pos"]
+    rows: Int[torch.Tensor, " batch"]
+    n_counted: Int[torch.Tensor, " group"]
+    segments: tuple[tuple[int, int, int], ...]
+
+
+class TokenizedCorpus:
+    """Token sequences of every group for one tokenizer, and the batches made from them."""
+
+    def __init__(self, groups: list[str], sequences: list[TokenSequence], pad_id: int) -> None:
+        self.groups = groups
+        self.sequences = sequences
+        self.pad_id = pad_id
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{g}={n}" for g, n in zip(self.groups, self.n_tokens.tolist()))
+        return f"TokenizedCorpus({len(self.sequences)} sequences; counted tokens: {counts})"
+
+    @property
+    def n_tokens(self) -> Int[torch.Tensor, " group"]:
+        """Counted tokens per group."""
+        totals = torch.zeros(len(self.groups), dtype=torch.int64)
+        for seq in self.sequences:
+            totals[seq.group] += int(seq.counted.sum())
+        return totals
+
+    def limit(self, max_tokens_per_group: int | None) -> TokenizedCorpus:
+        """The first sequences of each group holding at most ``max_tokens_per_group`` counted tokens.
+
+        The last sequence taken is cut so that each group reaches the cap exactly when it can.
+        """
+        if max_tokens_per_group is None:
+            return self
+        budget = [max_tokens_per_group] * len(self.groups)
+        kept = []
+        for seq in self.sequences:
+            left = budget[seq.group]
+            if left <= 0:
+                continue
+            n = int(seq.counted.sum())
+            if n > left:
+                cut = int(torch.nonzero(seq.counted.cumsum(0) == left)[0]) + 1
+                seq = TokenSequence(seq.group, seq.tokens[:cut], seq.counted[:cut])
+                n = left
+            budget[seq.group] = left - n
+            kept.append(seq)
+        return TokenizedCorpus(self.groups, kept, self.pad_id)
+
+    def n_batches(self, batch_size: int) -> int:
+        """How many batches :meth:`batches` yields."""
+        return math.ceil(len(self.sequences) / batch_size)
+
+    def batches(self, batch_size: int = 8) -> Iterator[Batch]:
+        """Length-bucketed, right-padded batches, longest first, rows ordered by group."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        order = sorted(range(len(self.sequences)), key=lambda i: -len(self.sequences[i].tokens))
+        for start in range(0, len(order), batch_size):
+            chunk = sorted((self.sequences[i] for i in order[start:start + batch_size]),
+                           key=lambda s: s.group)
+            yield self._pad(chunk)
+
+    def _pad(self, chunk: list[TokenSequence]) -> Batch:
+        width = max(len(seq.tokens) for seq in chunk)
+        tokens = torch.full((len(chunk), width), self.pad_id, dtype=torch.int64)
+        counted = torch.zeros((len(chunk), width), dtype=torch.bool)
+        n_counted = torch.zeros(len(self.groups), dtype=torch.int64)
+        for row, seq in enumerate(chunk):
+            tokens[row, : len(seq.tokens)] = seq.tokens
+            counted[row, : len(seq.tokens)] = seq.counted
+            n_counted[seq.group] += int(seq.counted.sum())
+        rows = torch.tensor([seq.group for seq in chunk], dtype=torch.int64)
+        segments, start = [], 0
+        for group in rows.unique_consecutive().tolist():
+            end = start + int(n_counted[group])
+            segments.append((group, start, end))
+            start = end
+        return Batch(tokens, counted, rows, n_counted, tuple(segments))
+
+
+class Corpus:
+    """Texts or (prompt, response) examples per group; see the module docstring.
+
+    Build one with :meth:`from_texts` or :meth:`from_examples`.
+    """
+
+    def __init__(
+        self,
+        items: Mapping[str, Sequence[str] | Sequence[tuple[str, str]]],
+        *,
+        examples: bool,
+        pack: bool = False,
+        window: int | None = None,
+        count_bos: bool = False,
+    ) -> None:
+        if not items:
+            raise NoGroupsError("The corpus has no groups. Pass {group: [text, ...], ...}.")
+        for group, group_items in items.items():
+            if isinstance(group_items, str):
+                raise TypeError(f"Group {group!r} must be a list of texts, not one string.")
+            if len(group_items) == 0:
+                raise EmptyGroupError(
+                    f"Group {group!r} has no {'examples' if examples else 'texts'}. "
+                    "Remove the group or give it at least one."
+                )
+        if window is not None and window < 2:
+            raise ValueError(f"window must be at least 2 tokens, got {window}.")
+        self.items = {group: list(group_items) for group, group_items in items.items()}
+        self.examples = examples
+        self.pack = pack
+        self.window = window
+        self.count_bos = count_bos
+        self._cache: dict[int, TokenizedCorpus] = {}
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Mapping[str, Sequence[str]],
+        *,
+        pack: bool = False,
+        window: int | None = None,
+        count_bos: bool = False,
+    ) -> Corpus:
+        """A corpus of plain texts; every token after BOS is counted.
+
+        Args:
+            texts: ``{group: [text, ...]}``.
+            pack: concatenate each group's token stream and cut it into ``window``-token
+                sequences (Tang et al.'s packed windows) instead of one text per sequence.
+            window: sequence length in tokens, BOS included (default: the model's context,
+                at most 1024). Longer texts are split into several sequences, never truncated.
+            count_bos: also count the BOS token.
+
+        Raises:
+            NoGroupsError: ``texts`` is empty.
+            EmptyGroupError: a group has no texts.
+        """
+        return cls(texts, examples=False, pack=pack, window=window, count_bos=count_bos)
+
+    @classmethod
+    def from_examples(
+        cls,
+        examples: Mapping[str, Sequence[tuple[str, str]]],
+        *,
+        count_bos: bool = False,
+    ) -> Corpus:
+        """A corpus of ``(prompt, response)`` pairs in which only response tokens are counted.
+
+        This is Zhang et al.'s response-only probability, computed in one pass instead of by
+        subtracting a prompt-only pass. A token is a response token when it starts at or after
+        the first character of the response.
+
+        Raises:
+            NoGroupsError: ``examples`` is empty.
+            EmptyGroupError: a group has no examples.
+        """
+        return cls(examples, examples=True, count_bos=count_bos)
+
+    @property
+    def groups(self) -> list[str]:
+        """Group names, in the order given."""
+        return list(self.items)
+
+    def __len__(self) -> int:
+        return sum(len(group_items) for group_items in self.items.values())
+
+    def __repr__(self) -> str:
+        kind = "examples" if self.examples else "texts"
+        sizes = ", ".join(f"{g}={len(v)}" for g, v in self.items.items())
+        return f"Corpus({kind}: {sizes}{', packed' if self.pack else ''})"
+
+    def tokenize(self, model: Any) -> TokenizedCorpus:
+        """Token sequences for ``model``'s tokenizer (cached per tokenizer).
+
+        Raises:
+            EmptyTokenizationError: a group's texts tokenize to no counted token.
+        """
+        view = model if isinstance(model, ModelView) else ModelView(model)
+        key = id(view.tokenizer)
+        if key not in self._cache:
+            self._cache[key] = self._tokenize(view)
+        return self._cache[key]
+
+    def _tokenize(self, view: ModelView) -> TokenizedCorpus:
+        tokenizer, bos = view.tokenizer, view.bos_token_id
+        window = self.window or min(view.n_ctx, _DEFAULT_MAX_WINDOW)
+        body = window - (bos is not None)
+        sequences: list[TokenSequence] = []
+        for index, (group, group_items) in enumerate(self.items.items()):
+            if self.examples:
+                pieces = [_encode_example(tokenizer, p, r, body, group) for p, r in group_items]
+            else:
+                pieces = [(ids, [True] * len(ids)) for ids in _encode_texts(tokenizer, group_items)]
+            if self.pack:
+                stream = [t for ids, _ in pieces for t in ids]
+                pieces = [(stream, [True] * len(stream))]
+            group_seqs = [
+                _sequence(index, ids[s:s + body], flags[s:s + body], bos, self.count_bos)
+                for ids, flags in pieces for s in range(0, len(ids), body)
+            ]
+            group_seqs = [seq for seq in group_seqs if seq.counted.any()]
+            if not group_seqs:
+                raise EmptyTokenizationError(
+                    f"Every {'response' if self.examples else 'text'} of group {group!r} "
+                    "tokenizes to nothing that can be counted (empty strings?). "
+                    "Check the texts of this group."
+                )
+            sequences.extend(group_seqs)
+        pad_id = tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        return TokenizedCorpus(self.groups, sequences, int(pad_id))
+
+
+def _encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def _encode_example(
+    tokenizer: Any, prompt: str, response: str, body: int, group: str
+) -> tuple[list[int], list[bool]]:
+    text = prompt + response
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        flags = [start >= len(prompt) for start, _ in enc["offset_mapping"]]
+    else:
+        p_ids = _encode_texts(tokenizer, [prompt])[0]
+        r_ids = _encode_texts(tokenizer, [response])[0]
+        ids, flags = p_ids + r_ids, [False] * len(p_ids) + [True] * len(r_ids)
+    if len(ids) > body:
+        warnings.warn(
+            f"An example of group {group!r} has {len(ids)} tokens, more than the window "
+            f"({body}); it is truncated to its first {body} tokens.",
+            stacklevel=4,
+        )
+        ids, flags = ids[:body], flags[:body]
+    return ids, flags
+
+
+def _sequence(
+    group: int, ids: list[int], flags: list[bool], bos: int | None, count_bos: bool
+) -> TokenSequence:
+    if bos is not None:
+        ids, flags = [bos, *ids], [count_bos, *flags]
+    return TokenSequence(
+        group, torch.tensor(ids, dtype=torch.int64), torch.tensor(flags, dtype=torch.bool)
+    )

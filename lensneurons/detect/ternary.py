@@ -1,0 +1,141 @@
+"""Ternary split into language-specific, language-related and general neurons (Zhang et al. 2025).
+
+The rule of the released code (``identify.py``, ``autosweep.py``), which differs from the paper's
+Eq. 5 in two normalisations (DESIGN.md §5, research/plnd_culnig_logitlens.md §2.2)::
+
+    score = H / ln K - lam * max_k P / ((1 + 1/2 + ... + 1/K) / K)
+
+The ``round(top_rate x L x D)`` lowest scores are selected; ``tau`` is the ``bar_ratio``
+percentile of all probabilities and ``N`` the number of groups with ``P > tau``. A selected unit
+is *specific* to its group when ``N = 1`` and *related* to each of its groups when
+``1 < N < K``; *general* units are those with ``N = K`` among all units (the released code
+does not emit them). ``lam="auto"`` is the largest ``lam`` in [0, 0.2] (binary search,
+``eps = 1e-3``) for which no selected unit is above ``tau`` in all ``K`` groups.
+
+Units never active in any group (``sum_k P = 0``) are never selected: in the released code their
+normalised probabilities are NaN and sort last. (Giving them entropy 0, as LAPE's code does, would
+select them first, since LAPE removes them only through its ``tau`` filter, which this rule lacks.)
+With this, the rule reproduces the released MGSM mask of MistralMathOctopus-7B exactly.
+
+Examples:
+    >>> import lensneurons as ln
+    >>> stats = ln.ActivationStats.from_counts(
+    ...     {"en": torch.tensor([[90, 10, 80, 5]]), "fr": torch.tensor([[10, 90, 80, 5]]),
+    ...      "de": torch.tensor([[10, 90, 80, 5]])}, {"en": 100, "fr": 100, "de": 100})
+    >>> result = ln.ternary(stats, top_rate=0.5, lam=0.0, bar_ratio=0.5)
+    >>> result.specific["en"].indices[0].tolist(), result.related["fr"].indices[0].tolist()
+    ([0], [1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+import torch
+
+from lensneurons.detect._common import entropy, kth_smallest, lowest, probabilities, provenance
+from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.stats import ActivationStats
+
+LAMBDA_RANGE = (0.0, 0.2)
+LAMBDA_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class TernaryResult:
+    """Specific, related and general units, and the thresholds that made them.
+
+    Attributes:
+        specific: per group, selected units above ``tau`` in that group only.
+        related: per group, selected units above ``tau`` in that group and some (not all) others.
+        general: units above ``tau`` in every group (over all units).
+        lam: the penalty weight used.
+        tau: the membership threshold.
+        appear: among selected units, how many are above ``tau`` in ``N`` groups, ``N = 0..K``.
+    """
+
+    specific: NeuronSets
+    related: NeuronSets
+    general: NeuronSet
+    lam: float
+    tau: float
+    appear: list[int]
+
+    def language_neurons(self) -> NeuronSets:
+        """Specific and related units per group: the released masks' content."""
+        return NeuronSets({g: self.specific[g] | self.related[g] for g in self.specific},
+                          self.specific.meta)
+
+    def summary(self) -> pd.DataFrame:
+        """Specific and related units per group."""
+        return pd.DataFrame({
+            "specific": [len(s) for s in self.specific.values()],
+            "related": [len(s) for s in self.related.values()],
+        }, index=pd.Index(self.specific.groups, name="group"))
+
+
+def ternary(
+    stats: ActivationStats,
+    *,
+    top_rate: float = 0.01,
+    lam: float | Literal["auto"] = "auto",
+    bar_ratio: float = 0.95,
+) -> TernaryResult:
+    """Split units into language-specific, language-related and general (Zhang et al. 2025).
+
+    Args:
+        stats: activation counts of at least two groups (response-only for the paper's setting:
+            build the corpus with :meth:`Corpus.from_examples`).
+        top_rate: fraction of all units selected by lowest score.
+        lam: penalty weight on the maximum probability, or ``"auto"`` for the sweep.
+        bar_ratio: percentile of all probabilities used as ``tau``.
+
+    Raises:
+        TooFewGroupsError: fewer than two groups.
+    """
+    probs = probabilities(stats, "The ternary split")
+    n_layers, width, n_groups = probs.shape
+    normalised_entropy = entropy(probs) / torch.log(torch.tensor(float(n_groups), dtype=probs.dtype))
+    harmonic = sum(1.0 / k for k in range(1, n_groups + 1)) / n_groups
+    penalty = probs.max(-1).values / harmonic
+    tau = kth_smallest(probs, bar_ratio)
+    above = probs > tau
+    n_above = above.sum(-1)
+    n_selected = round(top_rate * n_layers * width)
+
+    dead = probs.sum(-1) == 0
+
+    def select(weight: float) -> torch.Tensor:
+        scores = (normalised_entropy - weight * penalty).masked_fill(dead, float("inf"))
+        return lowest(scores, n_selected)
+
+    if lam == "auto":
+        low, high = LAMBDA_RANGE
+        while high - low > LAMBDA_EPS:
+            mid = (low + high) / 2
+            if (n_above[select(mid)] == n_groups).any():
+                high = mid
+            else:
+                low = mid
+        lam = low
+    selected = select(float(lam))
+    appear = torch.bincount(n_above[selected], minlength=n_groups + 1).tolist()
+    specific_mask = selected & (n_above == 1)
+    related_mask = selected & (n_above > 1) & (n_above < n_groups)
+    meta = {"method": "ternary", "top_rate": top_rate, "lam": float(lam), "bar_ratio": bar_ratio,
+            "tau": tau, **provenance(stats)}
+
+    def per_group(mask: torch.Tensor, kind: str) -> NeuronSets:
+        return NeuronSets({g: NeuronSet(mask & above[..., k], site=stats.site, gated=stats.meta.get("gated"))
+                           for k, g in enumerate(stats.groups)}, {**meta, "kind": kind})
+
+    return TernaryResult(
+        specific=per_group(specific_mask, "specific"),
+        related=per_group(related_mask, "related"),
+        general=NeuronSet(n_above == n_groups, site=stats.site, gated=stats.meta.get("gated")),
+        lam=float(lam),
+        tau=tau,
+        appear=appear,
+    )
