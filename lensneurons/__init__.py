@@ -13,7 +13,7 @@ Examples:
 
 __version__ = "0.1.0"
 
-from lensneurons import viz
+from lensneurons import organism, viz
 from lensneurons.corpus import Corpus, TokenizedCorpus
 from lensneurons.detect import TernaryResult, lape, ternary
 from lensneurons.errors import (
@@ -41,12 +41,55 @@ from lensneurons.interventions import (
     set_activation,
     steer,
 )
+from lensneurons.lens import (
+    EmptyTokenSetError,
+    LatentLanguageResult,
+    LensItem,
+    LensResult,
+    MWorkResult,
+    NoItemsLeftError,
+    PositionOutOfRangeError,
+    ReadoutError,
+    TokenSet,
+    TunedLens,
+    UnknownLanguageError,
+    VocabularyUnavailableError,
+    WordList,
+    latent_language,
+    load_words,
+    logit_lens,
+    mwork,
+    prompts,
+    stage_split,
+    start_tokens,
+)
 from lensneurons.model import ModelView
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.sites import Site, get_site
 from lensneurons.stats import ActivationStats, collect
 
 __all__ = [
+    "EmptyTokenSetError",
+    "LatentLanguageResult",
+    "LensItem",
+    "LensResult",
+    "MWorkResult",
+    "NoItemsLeftError",
+    "PositionOutOfRangeError",
+    "ReadoutError",
+    "TokenSet",
+    "TunedLens",
+    "UnknownLanguageError",
+    "VocabularyUnavailableError",
+    "WordList",
+    "latent_language",
+    "load_words",
+    "logit_lens",
+    "mwork",
+    "organism",
+    "prompts",
+    "stage_split",
+    "start_tokens",
     "ActivationStats",
     "NeuronHook",
     "NeuronSet",

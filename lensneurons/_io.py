@@ -1,4 +1,4 @@
-"""Results on disk: one folder holding ``<stem>.safetensors`` (tensors) and ``<stem>.json`` (metadata).
+"""Results on disk: a folder with ``<stem>.safetensors`` (tensors) and ``<stem>.json`` (metadata).
 
 Never pickle. The JSON records the lensneurons version, the kind of result and, when known, the
 model fingerprint, so loading against another model fails loudly instead of silently.

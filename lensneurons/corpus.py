@@ -87,7 +87,7 @@ class TokenizedCorpus:
         return totals
 
     def limit(self, max_tokens_per_group: int | None) -> TokenizedCorpus:
-        """The first sequences of each group holding at most ``max_tokens_per_group`` counted tokens.
+        """The first sequences of each group, up to ``max_tokens_per_group`` counted tokens.
 
         The last sequence taken is cut so that each group reaches the cap exactly when it can.
         """
@@ -252,7 +252,8 @@ class Corpus:
             if self.examples:
                 pieces = [_encode_example(tokenizer, p, r, body, group) for p, r in group_items]
             else:
-                pieces = [(ids, [True] * len(ids)) for ids in _encode_texts(tokenizer, group_items)]
+                texts = [str(text) for text in group_items]
+                pieces = [(ids, [True] * len(ids)) for ids in _encode_texts(tokenizer, texts)]
             if self.pack:
                 stream = [t for ids, _ in pieces for t in ids]
                 pieces = [(stream, [True] * len(stream))]

@@ -97,8 +97,13 @@ def perplexity_matrix(
     :func:`ppl_ratio` for changes against ``"none"``.
 
     Examples:
+        >>> import lensneurons as ln
+        >>> model = ln.organism.load()
+        >>> train = ln.Corpus.from_texts(ln.organism.texts("train"))
+        >>> neurons = ln.lape(ln.collect(model, train, progress=False), top_rate=0.02)
+        >>> heldout = ln.Corpus.from_texts(ln.organism.texts("heldout"))
         >>> matrix = ln.perplexity_matrix(model, heldout, neurons, progress=False)
-        >>> ln.nll_delta(matrix).loc["fr", "fr"] > 0
+        >>> bool(ln.nll_delta(matrix).loc["fr", "fr"] > 0)
         True
     """
     neurons.check_model(model)

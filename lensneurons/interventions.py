@@ -72,6 +72,7 @@ class NeuronHook:
         return index, values.to(x.dtype)
 
     def __call__(self, x: torch.Tensor, *, hook: Any) -> torch.Tensor:
+        """Edit ``x`` (the write point's tensor) and return it."""
         flat = x.flatten(-2) if x.dim() == 4 else x
         if flat.shape[-1] != self.width:
             raise ShapeMismatchError(
@@ -112,6 +113,7 @@ class _UpCapture:
         self.value = x[..., self.index.to(x.device)]
 
     def take(self, pos: Any) -> torch.Tensor:
+        """The captured ``u`` at ``pos`` (once per forward pass)."""
         if self.value is None:
             raise LensNeuronsError("The up projection was not captured before hook_post fired.")
         value, self.value = self.value[:, pos], None

@@ -1,9 +1,10 @@
-"""One face over TransformerLens models: TL >= 3 ``TransformerBridge`` and TL 2.x ``HookedTransformer``.
+"""One face over TransformerLens models: TL >= 3 ``TransformerBridge``, TL 2 ``HookedTransformer``.
 
-Only this module knows TransformerLens versions. Everything else asks a :class:`ModelView` for sizes,
-hook names, the activation function, the device of a layer and the tokenizer. The view is duck-typed
-on TL's hook protocol (``hook_dict``, ``hooks()``, ``run_with_hooks()``, ``cfg``), so any model that
-speaks it works; ``HookedTransformer`` is never imported (on TL 4.x even touching it raises).
+Only this module knows TransformerLens versions. Everything else asks a :class:`ModelView` for
+sizes, hook names, the activation function, the device of a layer and the tokenizer. It is
+duck-typed on TL's hook protocol (``hook_dict``, ``hooks()``, ``run_with_hooks()``, ``cfg``), so
+any model that speaks it works; ``HookedTransformer`` is never imported (on TL 4.x even touching
+it raises).
 
 Examples:
     >>> import lensneurons as ln
@@ -66,7 +67,7 @@ class ModelView:
 
     def __init__(self, model: Any) -> None:
         if isinstance(model, ModelView):
-            model = model.model
+            model = model.model  # type: ignore[has-type]
         missing = [name for name in ("hook_dict", "hooks", "run_with_hooks", "cfg")
                    if not hasattr(model, name)]
         if missing:

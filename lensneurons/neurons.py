@@ -12,8 +12,8 @@ Examples:
     >>> len(fr), [idx.tolist() for idx in fr.indices]
     (2, [[], [3, 5]])
     >>> sets = ln.NeuronSets({"fr": fr, "de": ln.NeuronSet.from_indices([[3], []], width=8)})
-    >>> sets.summary().loc["fr"].tolist()
-    [0, 2]
+    >>> sets.summary().loc["fr"].tolist()  # layer 0, layer 1, total
+    [0, 2, 2]
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ class NeuronSet:
         gated: bool | None = None,
     ) -> None:
         if mask.dim() != 2:
-            raise ShapeMismatchError(f"A neuron mask must be [layer, unit], got {tuple(mask.shape)}.")
+            raise ShapeMismatchError(
+                f"A neuron mask must be [layer, unit], got {tuple(mask.shape)}."
+            )
         self.mask = mask.to(torch.bool).cpu()
         self.site = site
         self.gated = gated
@@ -237,7 +239,9 @@ class NeuronSets(Mapping[str, NeuronSet]):
                     for g, idx in lists.items()})
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike[str], *, width: int, site: str = "mlp") -> NeuronSets:
+    def from_json(
+        cls, path: str | os.PathLike[str], *, width: int, site: str = "mlp"
+    ) -> NeuronSets:
         """Read a JSON file in the papers' format (e.g. Zhang et al.'s released masks)."""
         return cls.from_index_lists(json.loads(Path(path).read_text()), width=width, site=site)
 

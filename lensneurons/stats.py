@@ -242,7 +242,8 @@ class ActivationStats:
         """
         if set(counts) != set(n_tokens):
             raise ShapeMismatchError(
-                f"counts and n_tokens name different groups: {sorted(counts)} vs {sorted(n_tokens)}."
+                f"counts and n_tokens name different groups: {sorted(counts)} and "
+                f"{sorted(n_tokens)}."
             )
         shapes = {tuple(c.shape) for c in counts.values()}
         if len(shapes) > 1 or any(len(s) != 2 for s in shapes):

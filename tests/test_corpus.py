@@ -19,7 +19,8 @@ def test_bos_prepended_not_counted(llama_model):
 
 def test_tokens_match_model_tokenization(llama_model):
     tokenized = ln.Corpus.from_texts({"en": ["The cat sleeps."]}).tokenize(llama_model)
-    assert tokenized.sequences[0].tokens.tolist() == llama_model.to_tokens("The cat sleeps.")[0].tolist()
+    expected = llama_model.to_tokens("The cat sleeps.")[0].tolist()
+    assert tokenized.sequences[0].tokens.tolist() == expected
 
 
 def test_long_texts_are_split_not_truncated(llama_model):

@@ -69,10 +69,10 @@ def test_probabilities_mean_std(llama_model):
 
 def test_merge_is_exact(llama_model):
     whole = ln.collect(llama_model, ln.Corpus.from_texts(TEXTS), progress=False)
-    part_a = ln.collect(llama_model, ln.Corpus.from_texts({"en": TEXTS["en"][:2], "fr": TEXTS["fr"]}),
-                        progress=False)
-    part_b = ln.collect(llama_model, ln.Corpus.from_texts({"ru": TEXTS["ru"], "en": TEXTS["en"][2:]}),
-                        progress=False)
+    shard_a = {"en": TEXTS["en"][:2], "fr": TEXTS["fr"]}
+    shard_b = {"ru": TEXTS["ru"], "en": TEXTS["en"][2:]}
+    part_a = ln.collect(llama_model, ln.Corpus.from_texts(shard_a), progress=False)
+    part_b = ln.collect(llama_model, ln.Corpus.from_texts(shard_b), progress=False)
     merged = part_a + part_b
     assert merged.groups == ["en", "fr", "ru"]
     assert torch.equal(merged.active, whole.active)

@@ -1,4 +1,4 @@
-"""Shared pieces of the probability-based detectors: probabilities, entropy, percentiles, ranking."""
+"""Shared pieces of the probability-based detectors: probabilities, entropy, percentiles."""
 
 from __future__ import annotations
 

@@ -98,5 +98,6 @@ def lape(
         "bar_ratio": bar_ratio, "tau_scope": tau_scope, "per_group_budget": per_group_budget,
         "exclusive": exclusive, "tau": bar.tolist(), **provenance(stats),
     }
-    return NeuronSets({g: NeuronSet(members[..., k], site=stats.site, gated=stats.meta.get("gated"))
+    gated = stats.meta.get("gated")
+    return NeuronSets({g: NeuronSet(members[..., k], site=stats.site, gated=gated)
                        for k, g in enumerate(stats.groups)}, meta)

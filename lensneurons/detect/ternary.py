@@ -97,7 +97,7 @@ def ternary(
     """
     probs = probabilities(stats, "The ternary split")
     n_layers, width, n_groups = probs.shape
-    normalised_entropy = entropy(probs) / torch.log(torch.tensor(float(n_groups), dtype=probs.dtype))
+    normalised_entropy = entropy(probs) / torch.log(torch.tensor(n_groups, dtype=probs.dtype))
     harmonic = sum(1.0 / k for k in range(1, n_groups + 1)) / n_groups
     penalty = probs.max(-1).values / harmonic
     tau = kth_smallest(probs, bar_ratio)
@@ -124,17 +124,18 @@ def ternary(
     appear = torch.bincount(n_above[selected], minlength=n_groups + 1).tolist()
     specific_mask = selected & (n_above == 1)
     related_mask = selected & (n_above > 1) & (n_above < n_groups)
+    gated = stats.meta.get("gated")
     meta = {"method": "ternary", "top_rate": top_rate, "lam": float(lam), "bar_ratio": bar_ratio,
             "tau": tau, **provenance(stats)}
 
     def per_group(mask: torch.Tensor, kind: str) -> NeuronSets:
-        return NeuronSets({g: NeuronSet(mask & above[..., k], site=stats.site, gated=stats.meta.get("gated"))
+        return NeuronSets({g: NeuronSet(mask & above[..., k], site=stats.site, gated=gated)
                            for k, g in enumerate(stats.groups)}, {**meta, "kind": kind})
 
     return TernaryResult(
         specific=per_group(specific_mask, "specific"),
         related=per_group(related_mask, "related"),
-        general=NeuronSet(n_above == n_groups, site=stats.site, gated=stats.meta.get("gated")),
+        general=NeuronSet(n_above == n_groups, site=stats.site, gated=gated),
         lam=float(lam),
         tau=tau,
         appear=appear,

@@ -1,0 +1,57 @@
+"""Decode intermediate layers: the logit lens, latent-language curves, the tuned lens, MWork.
+
+``logit_lens`` reads block outputs through the model's own final norm and unembedding;
+``latent_language`` turns that into Wendler et al.'s P(English) / P(target) curves over Start(w)
+token sets with confidence intervals; ``TunedLens`` adds trained per-layer translators; ``mwork``
+runs the measurement with and without neuron masks and splits the layers into stages. Everything
+runs inside ``model.hooks(...)``, so any lensneurons intervention applies.
+
+Example:
+    >>> import lensneurons as ln
+    >>> from lensneurons.lens import latent_language, prompts
+    >>> model = ln.organism.load()
+    >>> curves = latent_language(model, prompts.translation(src="fr", tgt="de", limit=20))
+    >>> curves.plot()  # doctest: +SKIP
+
+"""
+
+from lensneurons.lens import prompts
+from lensneurons.lens.errors import (
+    EmptyTokenSetError,
+    NoItemsLeftError,
+    PositionOutOfRangeError,
+    ReadoutError,
+    UnknownLanguageError,
+    VocabularyUnavailableError,
+)
+from lensneurons.lens.latent import LatentLanguageResult, latent_language
+from lensneurons.lens.logit import logit_lens, readout_fn
+from lensneurons.lens.mwork import MWorkResult, mwork, stage_split
+from lensneurons.lens.prompts import LensItem, WordList, load_words
+from lensneurons.lens.result import LensResult
+from lensneurons.lens.tokens import TokenSet, start_tokens
+from lensneurons.lens.tuned import TunedLens
+
+__all__ = [
+    "EmptyTokenSetError",
+    "LatentLanguageResult",
+    "LensItem",
+    "LensResult",
+    "MWorkResult",
+    "NoItemsLeftError",
+    "PositionOutOfRangeError",
+    "ReadoutError",
+    "TokenSet",
+    "TunedLens",
+    "UnknownLanguageError",
+    "VocabularyUnavailableError",
+    "WordList",
+    "latent_language",
+    "load_words",
+    "logit_lens",
+    "mwork",
+    "prompts",
+    "readout_fn",
+    "start_tokens",
+    "stage_split",
+]

@@ -1,0 +1,190 @@
+"""The MWork view: latent-language curves with and without neuron masks, plus a stage split.
+
+Zhao et al. (2024) propose that a multilingual model *understands* in its first layers, *solves
+the task* in an English-centred middle, and *generates* in the query language in its last layers.
+:func:`mwork` measures the Wendler curves once plainly and once under each intervention (any list
+of TL hooks, e.g. ``ln.deactivate(neurons["fr"], layers=range(6, 8))``), keeps the layer histogram
+of the neuron set, and splits the layers into the three stages, either from the baseline curves
+(:func:`stage_split`) or from MWork's fixed ``N1``/``N2`` (first ``N1`` blocks understand, last
+``N2`` generate).
+
+The split from curves is descriptive, not a test: on a model without a pivot the task-solving
+stage can be empty, and that is the answer.
+
+Example:
+    >>> view = mwork(model, items, {"fr off": ln.deactivate(neurons["fr"])},  # doctest: +SKIP
+    ...              neurons=neurons["fr"])
+    >>> view.stages  # doctest: +SKIP
+    {'understanding': [1, 2], 'task_solving': [3, 4, 5], 'generation': [6, 7, 8]}
+    >>> view.plot()  # doctest: +SKIP
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Int
+
+from lensneurons.lens.latent import LatentLanguageResult, latent_language
+from lensneurons.lens.prompts import LensItem
+
+Hooks = Sequence[tuple[str, Any]]
+
+
+@dataclass
+class MWorkResult:
+    """Baseline and intervened latent-language curves, neuron histogram and stages.
+
+    Attributes:
+        baseline: curves without interventions.
+        intervened: condition name -> curves under that condition's hooks.
+        layer_counts: neurons per block (block ``b`` writes lens layer ``b + 1``), or None.
+        stages: stage name -> lens layers (``understanding``, ``task_solving``, ``generation``).
+
+    """
+
+    baseline: LatentLanguageResult
+    intervened: dict[str, LatentLanguageResult]
+    layer_counts: Int[torch.Tensor, " n_layers"] | None = None
+    stages: dict[str, list[int]] = field(default_factory=dict)
+
+    def delta(self, quantity: str, condition: str | None = None) -> torch.Tensor:
+        """Per-layer change of the mean of ``quantity`` (a language or ``"entropy"``)."""
+        name = condition or next(iter(self.intervened))
+        return self.intervened[name].mean(quantity) - self.baseline.mean(quantity)
+
+    def to_dataframe(self) -> Any:
+        """Return the curves of every condition in one long table with a ``condition`` column."""
+        import pandas as pd
+
+        frames = [self.baseline.to_dataframe().assign(condition="baseline")]
+        frames += [r.to_dataframe().assign(condition=name) for name, r in self.intervened.items()]
+        table = pd.concat(frames, ignore_index=True)
+        stage_of = {layer: s for s, layers in self.stages.items() for layer in layers}
+        table["stage"] = table["layer"].map(stage_of)
+        return table
+
+    def plot(self, *, quantities: Sequence[str] | None = None) -> Any:
+        """Curves (baseline solid, interventions dashed), neuron histogram, stage shading."""
+        from lensneurons.lens.plots import plot_mwork
+
+        return plot_mwork(self, quantities=quantities)
+
+
+def stage_split(
+    curves: LatentLanguageResult | None = None,
+    *,
+    n_layers: int | None = None,
+    n1: int | None = None,
+    n2: int | None = None,
+    target: str | None = None,
+) -> dict[str, list[int]]:
+    """Split lens layers ``1..L`` into understanding / task-solving / generation.
+
+    With ``n1``/``n2`` (MWork): the first ``n1`` blocks understand, the last ``n2`` generate.
+    From curves: task solving starts where the mean entropy first falls below the midpoint of
+    its range (the model commits to an answer); generation starts after the last layer where
+    P(en) exceeds P(target) (or, with no such layer, where P(target) first reaches half its
+    maximum).
+
+    Args:
+        curves: baseline :class:`LatentLanguageResult` (for the split from curves).
+        n_layers: number of blocks (for the split from ``n1``/``n2`` without curves).
+        n1: blocks of the understanding stage.
+        n2: blocks of the generation stage.
+        target: the target language; default the last measured language other than ``en``.
+
+    Returns:
+        ``{"understanding": [...], "task_solving": [...], "generation": [...]}``.
+
+    >>> stage_split(n_layers=8, n1=2, n2=2)
+    {'understanding': [1, 2], 'task_solving': [3, 4, 5, 6], 'generation': [7, 8]}
+
+    """
+    if n1 is not None or n2 is not None:
+        total = n_layers if n_layers is not None else (max(curves.layers) if curves else None)
+        if total is None:
+            raise ValueError("Pass n_layers (or curves) with n1/n2.")
+        n1, n2 = n1 or 0, n2 or 0
+        if n1 + n2 > total or min(n1, n2) < 0:
+            raise ValueError(f"n1 + n2 = {n1 + n2} must lie in 0..{total} blocks.")
+        layers = list(range(1, total + 1))
+        return {"understanding": layers[:n1], "task_solving": layers[n1:total - n2],
+                "generation": layers[total - n2:]}
+    if curves is None:
+        raise ValueError("Pass baseline curves, or n1 and n2 (with n_layers).")
+    layers = [layer for layer in curves.layers if layer > 0]
+    index = [curves.layers.index(layer) for layer in layers]
+    others = [lang for lang in curves.languages if lang != "en"]
+    tgt = target or (others[-1] if others else "en")
+    p_tgt = curves.mean(tgt)[index]
+    p_en = curves.mean("en")[index] if "en" in curves.languages and tgt != "en" else None
+    ent = curves.mean("entropy")[index]
+    mid = (ent.max() + ent.min()) / 2
+    u = int((ent <= mid).nonzero()[0]) if len(ent) else 0
+    if p_en is not None and bool((p_en > p_tgt).any()):
+        g = int((p_en > p_tgt).nonzero()[-1]) + 1
+    else:
+        g = int((p_tgt >= p_tgt.max() / 2).nonzero()[0])
+    g = min(max(g, u), len(layers))
+    return {"understanding": layers[:u], "task_solving": layers[u:g], "generation": layers[g:]}
+
+
+def mwork(
+    model: Any,
+    items: Sequence[LensItem],
+    interventions: Hooks | Mapping[str, Hooks],
+    *,
+    languages: Sequence[str] | None = None,
+    neurons: Any = None,
+    n1: int | None = None,
+    n2: int | None = None,
+    **lens_options: Any,
+) -> MWorkResult:
+    """Latent-language curves with and without interventions, neuron histogram, stages.
+
+    Args:
+        model: a TransformerLens model.
+        items: latent-language prompts (:mod:`lensneurons.lens.prompts`).
+        interventions: TL ``(hook_name, fn)`` pairs, or condition name -> such pairs.
+        languages: measured languages (default ``("en", target)``).
+        neurons: a NeuronSet (its ``.mask`` ``[L, D]``), a mask, or per-block counts ``[L]``,
+            for the histogram.
+        n1: blocks of the understanding stage (MWork); default from the curves.
+        n2: blocks of the generation stage (MWork); default from the curves.
+        **lens_options: passed to :func:`latent_language` (``lens``, ``ci``, ``batch_size``).
+
+    Returns:
+        An :class:`MWorkResult`.
+
+    >>> view = mwork(model, items, ln.deactivate(neurons["fr"]))  # doctest: +SKIP
+
+    """
+    conditions = dict(interventions) if isinstance(interventions, Mapping) else {
+        "intervened": list(interventions)}
+    base = latent_language(model, items, languages=languages, label="baseline", **lens_options)
+    # Measure every condition on the same kept items, so the curves are comparable.
+    done = {}
+    for name, hooks in conditions.items():
+        with model.hooks(fwd_hooks=list(hooks)):
+            done[name] = latent_language(model, base.items, languages=base.languages,
+                                         label=name, **lens_options)
+    n_layers = max(base.layers)
+    if n1 is not None or n2 is not None:
+        stages = stage_split(n_layers=n_layers, n1=n1, n2=n2)
+    else:
+        stages = stage_split(base)
+    return MWorkResult(baseline=base, intervened=done, layer_counts=_layer_counts(neurons),
+                       stages=stages)
+
+
+def _layer_counts(neurons: Any) -> torch.Tensor | None:
+    if neurons is None:
+        return None
+    mask = getattr(neurons, "mask", neurons)
+    mask = torch.as_tensor(mask)
+    return mask.reshape(mask.shape[0], -1).sum(-1).long() if mask.ndim >= 2 else mask.long()
