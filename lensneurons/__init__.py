@@ -13,7 +13,7 @@ Examples:
 
 __version__ = "0.1.0"
 
-from lensneurons import organism, viz
+from lensneurons import lens, organism, viz
 from lensneurons.corpus import Corpus, TokenizedCorpus
 from lensneurons.detect import TernaryResult, lape, ternary
 from lensneurons.errors import (
@@ -41,55 +41,15 @@ from lensneurons.interventions import (
     set_activation,
     steer,
 )
-from lensneurons.lens import (
-    EmptyTokenSetError,
-    LatentLanguageResult,
-    LensItem,
-    LensResult,
-    MWorkResult,
-    NoItemsLeftError,
-    PositionOutOfRangeError,
-    ReadoutError,
-    TokenSet,
-    TunedLens,
-    UnknownLanguageError,
-    VocabularyUnavailableError,
-    WordList,
-    latent_language,
-    load_words,
-    logit_lens,
-    mwork,
-    prompts,
-    stage_split,
-    start_tokens,
-)
+from lensneurons.lens import *  # noqa: F403  (the lens's public names, see lens.__all__)
 from lensneurons.model import ModelView
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.sites import Site, get_site
 from lensneurons.stats import ActivationStats, collect
 
-__all__ = [
-    "EmptyTokenSetError",
-    "LatentLanguageResult",
-    "LensItem",
-    "LensResult",
-    "MWorkResult",
-    "NoItemsLeftError",
-    "PositionOutOfRangeError",
-    "ReadoutError",
-    "TokenSet",
-    "TunedLens",
-    "UnknownLanguageError",
-    "VocabularyUnavailableError",
-    "WordList",
-    "latent_language",
-    "load_words",
-    "logit_lens",
-    "mwork",
+__all__ = [  # noqa: RUF022
+    "lens",
     "organism",
-    "prompts",
-    "stage_split",
-    "start_tokens",
     "ActivationStats",
     "NeuronHook",
     "NeuronSet",
@@ -128,3 +88,4 @@ __all__ = [
     "collect",
     "get_site",
 ]
+__all__ += lens.__all__

@@ -186,7 +186,9 @@ def latent_language(
 
 def _filter(tokenizer: Any, items: list[LensItem],
             langs: tuple[str, ...]) -> tuple[list[LensItem], list[dict], Counter]:
-    kept, sets, dropped = [], [], Counter()
+    kept: list[LensItem] = []
+    sets: list[dict] = []
+    dropped: Counter[str] = Counter()
     for item in items:
         if any(lang not in item.words for lang in langs):
             dropped["missing_word"] += 1

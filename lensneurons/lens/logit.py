@@ -64,7 +64,7 @@ def readout_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         from transformer_lens.tools.analysis import logit_readout
     except ImportError:
-        logit_readout = None
+        logit_readout = None  # type: ignore[assignment]
     if logit_readout is not None:
 
         def read_tl4(x: torch.Tensor) -> torch.Tensor:

@@ -52,10 +52,11 @@ class TunedLens(nn.Module):
         super().__init__()
         self.d_model, self.n_layers = d_model, n_layers
         self.fingerprint = fingerprint or {}
-        self.translators = nn.ModuleList(nn.Linear(d_model, d_model) for _ in range(n_layers))
-        for t in self.translators:
+        translators = [nn.Linear(d_model, d_model) for _ in range(n_layers)]
+        for t in translators:
             nn.init.zeros_(t.weight)
             nn.init.zeros_(t.bias)
+        self.translators = nn.ModuleList(translators)
         self.history: list[float] = []
 
     def __repr__(self) -> str:
@@ -72,7 +73,7 @@ class TunedLens(nn.Module):
         """Translate residuals of lens layer ``layer`` (identity at the last layer)."""
         if layer >= self.n_layers:
             return h
-        t = self.translators[layer]
+        t: nn.Linear = self.translators[layer]  # type: ignore[assignment]
         x = h.to(t.weight.device, t.weight.dtype)
         return (x + t(x)).to(h.device, h.dtype)
 
