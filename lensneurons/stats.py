@@ -375,10 +375,10 @@ class _Accumulators:
             values = self.site.values(picked)
             assert self._batch is not None
             for group, start, end in self._batch.segments:
-                chunk, vals = picked[start:end], values[start:end]
-                state["active"][group] += (chunk > 0).sum(0)
-                state["sum"][group] += vals.sum(0).double()
-                state["sum_sq"][group] += (vals * vals).sum(0).double()
+                vals = values[start:end]
+                # int32 per batch is far cheaper than int64; float32 sums add into float64 totals.
+                state["active"][group] += picked[start:end].gt(0).sum(0, dtype=torch.int32)
+                state["sum"][group] += vals.sum(0)
                 torch.maximum(state["max"][group], vals.amax(0), out=state["max"][group])
             if self.sequence_stats:
                 n_rows = self._batch.counted.shape[0]
@@ -390,6 +390,9 @@ class _Accumulators:
                     torch.maximum(state["seq_mean_max"][group], row_means.amax(0),
                                   out=state["seq_mean_max"][group])
                 self._layer_means.append(means)
+            squares = values.square_() if values is not picked else values.square()
+            for group, start, end in self._batch.segments:
+                state["sum_sq"][group] += squares[start:end].sum(0)
 
         accumulate.__qualname__ = f"collect[{self.site.name}, layer {layer}]"
         return accumulate
