@@ -58,6 +58,9 @@ def demo(out: Path, top_rate: float = ORGANISM_TOP_RATE) -> pd.DataFrame:
     import lensneurons as ln
     from lensneurons import organism
 
+    import torch
+
+    torch.set_num_threads(1)  # the organism is tiny: a second thread costs more than it gains
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     model = organism.load()

@@ -55,6 +55,10 @@ class UnknownSiteError(LensNeuronsError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class PositionError(LensNeuronsError, IndexError):
+    """An intervention's ``positions`` do not exist in the forward pass it acts on."""
+
+
 class HookShapeError(LensNeuronsError, RuntimeError):
     """A hook saw a tensor of another width than its site promises (an adapter gap)."""
 

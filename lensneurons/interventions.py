@@ -4,6 +4,9 @@ Every factory returns ``fwd_hooks``, a list of ``(hook_name, hook_fn)`` pairs, f
 ``model.hooks(fwd_hooks=...)``, ``model.run_with_hooks(..., fwd_hooks=...)`` or concatenation with
 any other hooks. Hooks edit activations, never weights; they act on every batch row and every
 position (or the ``positions`` given), also during ``model.generate`` with the KV cache.
+``positions`` index the positions of each forward pass: with the KV cache, every generation step
+after the prompt is a pass of one position, so a slice also edits each generated token, and
+``positions=-1`` is the newest token.
 
 Semantics are the papers' (DESIGN.md §3): on the ``"mlp"`` site they write at ``hook_post``,
 the input of ``W_down``, ``h = act(g) * u`` on gated MLPs. Zeroing and scaling edit ``h``
@@ -30,7 +33,7 @@ from typing import Any, Literal
 
 import torch
 
-from lensneurons.errors import LensNeuronsError, ShapeMismatchError
+from lensneurons.errors import LensNeuronsError, PositionError, ShapeMismatchError
 from lensneurons.model import ModelView
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.stats import ActivationStats
@@ -76,8 +79,8 @@ class NeuronHook:
         flat = x.flatten(-2) if x.dim() == 4 else x
         if flat.shape[-1] != self.width:
             raise ShapeMismatchError(
-                f"A neuron set of width {self.width} was applied to a layer with "
-                f"{flat.shape[-1]} units. Use sets detected on this model and site."
+                f"Hook {hook.name!r}: a neuron set of width {self.width} was applied to a layer "
+                f"with {flat.shape[-1]} units. Use sets detected on this model and site."
             )
         index, values = self._placed(flat)
         pos = slice(None) if self.positions is None else _position_index(self.positions,
@@ -122,9 +125,16 @@ class _UpCapture:
 
 def _position_index(positions: Positions, length: int) -> torch.Tensor:
     all_positions = torch.arange(length)
-    if isinstance(positions, int):
-        return all_positions[[positions]]
-    return all_positions[positions]  # type: ignore[index]
+    try:
+        if isinstance(positions, int):
+            return all_positions[[positions]]
+        return all_positions[positions]  # type: ignore[index]
+    except IndexError:
+        raise PositionError(
+            f"positions={positions!r} does not exist in a forward pass of {length} positions. "
+            "Positions index each forward pass; during generation with the KV cache every step "
+            "after the prompt sees one position, so use positions=None (all) or -1 there."
+        ) from None
 
 
 def _gated(neurons: NeuronSet, model: Any) -> bool:

@@ -146,7 +146,7 @@ def test_every_batch_row_is_edited(llama_model):
 
 def test_wrong_width_is_a_typed_error(llama_model):
     neurons = ln.NeuronSet.from_mask(torch.ones(2, 64, dtype=torch.bool))
-    with pytest.raises(ln.ShapeMismatchError, match="width 64"):
+    with pytest.raises(ln.ShapeMismatchError, match="blocks.0.mlp.*width 64"):
         with llama_model.hooks(fwd_hooks=ln.deactivate(neurons)):
             llama_model("Hello")
     with pytest.raises(ln.ShapeMismatchError):
@@ -184,3 +184,12 @@ def test_random_like_keeps_layer_profile():
     assert baseline.per_layer() == neurons.per_layer()
     assert len(baseline & neurons) == 0
     assert ln.random_like(neurons, seed=1) == baseline != ln.random_like(neurons, seed=2)
+
+
+def test_positions_out_of_range_during_cached_generation(llama_model):
+    neurons = some_units(llama_model, {0: [1]})
+    with pytest.raises(ln.PositionError, match="KV cache"):
+        with llama_model.hooks(fwd_hooks=ln.deactivate(neurons, positions=3)):
+            llama_model.generate("Le chat dort", max_new_tokens=2, do_sample=False, verbose=False)
+    with llama_model.hooks(fwd_hooks=ln.deactivate(neurons, positions=-1)):
+        llama_model.generate("Le chat dort", max_new_tokens=2, do_sample=False, verbose=False)
