@@ -38,7 +38,7 @@ endif
 	touch $@
 
 test: setup
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q --doctest-modules tests lensneurons $(PYTEST_ARGS)
 
 test-tl2: setup-tl2
 	$(VENV_TL2)/bin/python -m pytest -q $(PYTEST_ARGS)

@@ -6,15 +6,10 @@ import os
 import sys
 
 import pytest
-import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 import _models  # noqa: E402
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# The test models are tiny: thread synchronisation costs more than a second core gains.
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ token sets with confidence intervals; ``TunedLens`` adds trained per-layer trans
 runs the measurement with and without neuron masks and splits the layers into stages. Everything
 runs inside ``model.hooks(...)``, so any lensneurons intervention applies.
 
-Example:
+Examples:
     >>> import lensneurons as ln
     >>> from lensneurons.lens import latent_language, prompts
     >>> model = ln.organism.load()

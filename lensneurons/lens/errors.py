@@ -3,7 +3,7 @@
 All derive from :class:`lensneurons.errors.LensNeuronsError` and from the built-in exception a
 Python user would expect, so ``except ValueError`` keeps working.
 
-Example:
+Examples:
     >>> from lensneurons.lens.errors import PositionOutOfRangeError
     >>> issubclass(PositionOutOfRangeError, IndexError)
     True

@@ -11,8 +11,10 @@ P(lang) is not a distribution over languages: the values sum to less than 1. The
 robustness check only: trained toward the final (target-language) prediction, it can optimise the
 English signal away.
 
-Example:
+Examples:
+    >>> import lensneurons as ln
     >>> from lensneurons.lens import latent_language, prompts
+    >>> model = ln.organism.load()
     >>> r = latent_language(model, prompts.translation(src="fr", tgt="de", limit=30))
     >>> r.to_dataframe().columns.tolist()  # doctest: +SKIP
     ['layer', 'quantity', 'mean', 'lo', 'hi', 'n']

@@ -11,7 +11,7 @@ of the neuron set, and splits the layers into the three stages, either from the 
 The split from curves is descriptive, not a test: on a model without a pivot the task-solving
 stage can be empty, and that is the answer.
 
-Example:
+Examples:
     >>> view = mwork(model, items, {"fr off": ln.deactivate(neurons["fr"])},  # doctest: +SKIP
     ...              neurons=neurons["fr"])
     >>> view.stages  # doctest: +SKIP

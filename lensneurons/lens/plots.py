@@ -1,6 +1,6 @@
 """Matplotlib figures for lens results (imported lazily by the results' ``.plot()``).
 
-Example:
+Examples:
     >>> from lensneurons.lens.plots import plot_latent
     >>> fig = plot_latent([baseline, masked])  # doctest: +SKIP
 

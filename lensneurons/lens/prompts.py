@@ -11,7 +11,7 @@ every language, which is what :func:`~lensneurons.lens.latent.latent_language` n
 - cloze (2 demonstrations): ``Un "___" aboie la nuit. Réponse: "chien".`` then the query sentence
   ending in ``Réponse: "``.
 
-Example:
+Examples:
     >>> from lensneurons.lens import prompts
     >>> items = prompts.translation(src="fr", tgt="de", seed=0)
     >>> print(items[0].prompt.splitlines()[-1])

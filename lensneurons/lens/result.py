@@ -2,7 +2,7 @@
 
 Everything is on the CPU and small: no vocabulary-sized tensor is kept.
 
-Example:
+Examples:
     >>> r = ln.logit_lens(model, "Le chat", top_k=3)  # doctest: +SKIP
     >>> r.to_dataframe().columns[:4].tolist()  # doctest: +SKIP
     ['layer', 'batch', 'position', 'entropy_bits']
@@ -72,8 +72,9 @@ class LensResult:
         Args:
             k: how many (at most the ``top_k`` of the call); default all kept.
 
-        >>> r.top_tokens(2)[-1][0]  # doctest: +SKIP
-        [(' chat', 0.41), (' chien', 0.12)]
+        Examples:
+            >>> r.top_tokens(2)[-1][0]  # doctest: +SKIP
+            [(' chat', 0.41), (' chien', 0.12)]
 
         """
         k = self.top_ids.shape[-1] if k is None else min(k, self.top_ids.shape[-1])

@@ -10,7 +10,7 @@ and matched on the decoded string (and on the SentencePiece form with ``▁`` re
 - the byte-fallback token of the first UTF-8 byte (``<0xE8>`` in SentencePiece, the byte-level
   character in GPT-2-style BPE), with and without a leading space, for non-ASCII words.
 
-Example:
+Examples:
     >>> from lensneurons.lens import start_tokens
     >>> ts = start_tokens(model.tokenizer, "chat")  # doctest: +SKIP
     >>> ts.strings  # doctest: +SKIP

@@ -11,7 +11,7 @@ Use it wherever the logit lens runs: ``logit_lens(model, x, lens=tuned)`` or
 question: the lens is trained toward the final prediction and can optimise the pivot away; read it
 as a robustness check, trained on multilingual text.
 
-Example:
+Examples:
     >>> from lensneurons.lens import TunedLens, logit_lens
     >>> tuned = TunedLens.fit(model, texts, steps=50)  # doctest: +SKIP
     >>> tuned.save("lens_dir"); tuned = TunedLens.load("lens_dir", model)  # doctest: +SKIP
