@@ -6,7 +6,7 @@ Examples:
     >>> import lensneurons as ln
     >>> model = ln.organism.load()
     >>> stats = ln.collect(model, ln.Corpus.from_texts(ln.organism.texts("train")), progress=False)
-    >>> neurons = ln.lape(stats, top_rate=0.02)
+    >>> neurons = ln.lape(stats, top_rate=0.10)
     >>> with model.hooks(fwd_hooks=ln.deactivate(neurons["fr"])):
     ...     logits = model("Le chat dort.")
 """

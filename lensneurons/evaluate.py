@@ -100,7 +100,7 @@ def perplexity_matrix(
         >>> import lensneurons as ln
         >>> model = ln.organism.load()
         >>> train = ln.Corpus.from_texts(ln.organism.texts("train"))
-        >>> neurons = ln.lape(ln.collect(model, train, progress=False), top_rate=0.02)
+        >>> neurons = ln.lape(ln.collect(model, train, progress=False), top_rate=0.10)
         >>> heldout = ln.Corpus.from_texts(ln.organism.texts("heldout"))
         >>> matrix = ln.perplexity_matrix(model, heldout, neurons, progress=False)
         >>> bool(ln.nll_delta(matrix).loc["fr", "fr"] > 0)
