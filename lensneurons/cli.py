@@ -79,8 +79,7 @@ def demo(out: Path, top_rate: float = ORGANISM_TOP_RATE) -> pd.DataFrame:
     matrix = ln.perplexity_matrix(model, heldout, neurons)
     delta = ln.nll_delta(matrix)
     print("\nChange of held-out mean NLL (nats/token) when a row's neurons are deactivated:")
-    with pd.option_context("display.width", 160, "display.precision", 3):
-        print(delta.to_string())
+    print(delta.to_string(float_format=lambda v: f"{v:+.3f}"))
     stats.save(out / "stats")
     neurons.save(out / "neurons")
     delta.to_csv(out / "nll_delta.csv")
