@@ -150,3 +150,12 @@ def test_load_gettext_on_installed_catalogs():
 def test_find_locale_dir_raises_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="gettext catalogs"):
         gettext_source.find_locale_dir([tmp_path])
+
+
+def test_retraining_recipe_runs_end_to_end(tmp_path):
+    """A few steps of the real recipe: data, tokenizer, training, saving, loading back."""
+    record = organism.train(tmp_path, steps=2, minutes=None, progress=False)
+    assert record["steps"] == 2
+    assert set(record["heldout_nll"]) == set(organism.LANGUAGES)
+    model = organism.load(path=tmp_path)
+    assert model.cfg.n_layers == organism.TrainConfig().n_layers
