@@ -38,7 +38,7 @@ class Accumulators:
         self.n_sequences = torch.zeros(n_groups, dtype=torch.int64)
         self.fired = [0] * n_layers
         self._batch: Batch | None = None
-        self._index: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._index: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._layer_means: list[torch.Tensor] = []
 
     def hooks(self) -> list[tuple[str, Any]]:
@@ -62,13 +62,18 @@ class Accumulators:
                 self.seq_means[group].append(means[row].half())
                 self.n_sequences[group] += 1
 
-    def _rows_and_index(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch_index(
+        self, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Counted positions (flat), their rows, and counted tokens per row, on ``device``."""
         if device not in self._index:
             assert self._batch is not None
             counted = self._batch.counted
+            per_row = counted.sum(1)
             flat = counted.flatten().nonzero().squeeze(1)
-            rows = torch.arange(counted.shape[0]).repeat_interleave(counted.sum(1))
-            self._index[device] = (flat.to(device), rows.to(device))
+            rows = torch.arange(counted.shape[0]).repeat_interleave(per_row)
+            self._index[device] = (flat.to(device), rows.to(device),
+                                   per_row.clamp(min=1).to(device))
         return self._index[device]
 
     def _hook(self, layer: int) -> Any:
@@ -78,7 +83,7 @@ class Accumulators:
         def accumulate(x: torch.Tensor, *, hook: Any) -> None:
             self.fired[layer] += 1
             units = self.site.units(x, name)
-            flat, rows = self._rows_and_index(units.device)
+            flat, rows, per_row = self._batch_index(units.device)
             picked = units.reshape(-1, units.shape[-1]).index_select(0, flat).float()
             values = self.site.values(picked)
             assert self._batch is not None
@@ -92,8 +97,7 @@ class Accumulators:
                 n_rows = self._batch.counted.shape[0]
                 sums = torch.zeros(n_rows, values.shape[1], device=values.device)
                 sums.index_add_(0, rows, values)
-                counts = self._batch.counted.sum(1).clamp(min=1).to(values.device)
-                means = sums / counts[:, None]
+                means = sums / per_row[:, None]
                 for group, row_means in _rows_by_group(self._batch, means):
                     torch.maximum(state["seq_mean_max"][group], row_means.amax(0),
                                   out=state["seq_mean_max"][group])

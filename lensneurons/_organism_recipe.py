@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -26,7 +25,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from lensneurons.corpora.gettext import load_gettext
+from lensneurons._organism_data import (
+    BOS,
+    EOS,
+    PAD,
+    mixed_batch,
+    token_stream,
+    train_tokenizer,
+    training_text,
+)
 from lensneurons.corpora.sample import load_sample
 
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "pt", "ru", "el")
@@ -39,7 +46,6 @@ DEFAULT_STEPS = 2000
 """Optimisation steps of the recipe (the shipped run: 14 minutes in all on one busy CPU core)."""
 
 NAME = "lensneurons-organism"
-BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 
 
 @dataclass(frozen=True)
@@ -86,114 +92,6 @@ class TrainConfig:
     sample_share: float = SAMPLE_SHARE
     gettext_chars_per_language: int = 600_000
     tokenizer_chars_per_language: int = 300_000
-
-
-# --------------------------------------------------------------------------------------------
-# Training recipe
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Stream:
-    """One language's token stream from one source, with the sentence starts usable as windows."""
-
-    tokens: torch.Tensor  # (n,) int64: <s> ids </s> <s> ids </s> ...
-    starts: torch.Tensor  # positions of <s> that have a full window after them
-    n_tokens: int  # tokens of one pass over the text (before repetition)
-
-
-def _training_text(
-    languages: Sequence[str], locale_dir: str | Path | None, chars: int, seed: int
-) -> dict[str, dict[str, list[str]]]:
-    """``{language: {"sample": [...], "gettext": [...]}}``; no catalogs -> sample only.
-
-    Of each language's catalog lines, a seeded random subset of about ``chars`` characters is
-    kept (more than a training run reads), so every language gets a pool of similar size.
-    """
-    sample = load_sample(languages, split="train")
-    try:
-        catalogs = load_gettext(languages, locale_dir)
-    except FileNotFoundError:
-        catalogs = {lang: [] for lang in languages}
-    rng = random.Random(seed)
-    text = {}
-    for lang in languages:
-        pool = list(catalogs[lang])
-        rng.shuffle(pool)
-        kept, total = [], 0
-        for line in pool:
-            if total >= chars:
-                break
-            kept.append(line)
-            total += len(line)
-        text[lang] = {"sample": sample[lang], "gettext": kept}
-    return text
-
-
-def _train_tokenizer(text: Mapping[str, Mapping[str, list[str]]], config: TrainConfig) -> Any:
-    """Train a byte-level BPE on an equal number of characters per language."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    lines: list[str] = []
-    for sources in text.values():
-        chosen, chars = list(sources["sample"]), sum(map(len, sources["sample"]))
-        for line in sources["gettext"]:
-            if chars >= config.tokenizer_chars_per_language:
-                break
-            chosen.append(line)
-            chars += len(line)
-        lines += chosen
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size,
-        special_tokens=[PAD, BOS, EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(lines, trainer)
-    bos_id = tok.token_to_id(BOS)
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        model_max_length=config.n_ctx,
-    )
-
-
-def _stream(tokenizer: Any, lines: list[str], window: int, gen: torch.Generator) -> _Stream:
-    """Concatenate shuffled ``<s> text </s>`` sentences (repeated until >= 8 windows long)."""
-    eos = tokenizer.eos_token_id
-    encoded = [enc.ids + [eos] for enc in tokenizer.backend_tokenizer.encode_batch(lines)]
-    pieces: list[int] = []
-    while len(pieces) < 8 * window:
-        order = torch.randperm(len(encoded), generator=gen).tolist()
-        pieces.extend(token for i in order for token in encoded[i])
-    tokens = torch.tensor(pieces, dtype=torch.long)
-    starts = torch.nonzero(tokens[: len(tokens) - window] == tokenizer.bos_token_id).flatten()
-    return _Stream(tokens, starts, sum(map(len, encoded)))
-
-
-def _batch(
-    streams: Sequence[Mapping[str, _Stream]], config: TrainConfig, gen: torch.Generator
-) -> torch.Tensor:
-    """``windows_per_language`` windows of ``seq_len + 1`` tokens per language, in order."""
-    rows = []
-    for sources in streams:
-        for _ in range(config.windows_per_language):
-            use_sample = "gettext" not in sources or (
-                torch.rand((), generator=gen).item() < config.sample_share
-            )
-            stream = sources["sample" if use_sample else "gettext"]
-            start = int(stream.starts[torch.randint(len(stream.starts), (), generator=gen)])
-            rows.append(stream.tokens[start : start + config.seq_len + 1])
-    return torch.stack(rows)
 
 
 def _llama(config: TrainConfig, tokenizer: Any) -> Any:
@@ -349,12 +247,12 @@ def _train(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
 
-    text = _training_text(languages, locale_dir, config.gettext_chars_per_language, seed)
-    tokenizer = _train_tokenizer(text, config)
+    text = training_text(languages, locale_dir, config.gettext_chars_per_language, seed)
+    tokenizer = train_tokenizer(text, config)
     window = config.seq_len + 1
     streams = [
         {
-            source: _stream(tokenizer, lines, window, gen)
+            source: token_stream(tokenizer, lines, window, gen)
             for source, lines in sources.items()
             if lines
         }
@@ -364,7 +262,7 @@ def _train(
     model.train()
     requested = steps
     if minutes is not None:
-        probe = _batch(streams, config, torch.Generator().manual_seed(seed + 1))
+        probe = mixed_batch(streams, config, torch.Generator().manual_seed(seed + 1))
         remaining = minutes * 60 - (time.monotonic() - begin) - 30  # evaluation and saving
         steps = min(steps, _calibrate_steps(model, probe, remaining))
 
@@ -386,7 +284,7 @@ def _train(
     tail = max(1, min(100, steps // 5))
     bar = tqdm(range(steps), desc="organism", disable=not progress)
     for step in bar:
-        batch = _batch(streams, config, gen)
+        batch = mixed_batch(streams, config, gen)
         row_loss = _token_nll(model, batch).mean(dim=1)
         row_loss.mean().backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -57,9 +57,9 @@ def perplexity(
     view = ModelView(model)
     tokenized = corpus.tokenize(view).limit(max_tokens_per_group)
     n_groups = len(corpus.groups)
-    nll = torch.zeros(n_groups, dtype=torch.float64)
-    counts = torch.zeros(n_groups, dtype=torch.int64)
     device = view.input_device
+    nll = torch.zeros(n_groups, dtype=torch.float64, device=device)
+    counts = torch.zeros(n_groups, dtype=torch.int64, device=device)
     with torch.inference_mode(), view.model.hooks(fwd_hooks=list(fwd_hooks)):
         for batch in tqdm(tokenized.batches(batch_size), total=tokenized.n_batches(batch_size),
                           desc="perplexity", disable=not progress):
@@ -67,11 +67,12 @@ def perplexity(
             logits = view.model(tokens)[:, :-1]
             targets = tokens[:, 1:]
             per_token = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
-                                        reduction="none").view(targets.shape).cpu()
-            counted = batch.counted[:, 1:]
-            row_nll = (per_token.double() * counted).sum(1)
-            nll.index_add_(0, batch.rows, row_nll)
-            counts.index_add_(0, batch.rows, counted.sum(1))
+                                        reduction="none").view(targets.shape)
+            counted = batch.counted[:, 1:].to(device)
+            rows = batch.rows.to(device)
+            nll.index_add_(0, rows, (per_token.double() * counted).sum(1))
+            counts.index_add_(0, rows, counted.sum(1))
+    nll, counts = nll.cpu(), counts.cpu()
     mean = nll / counts.clamp(min=1)
     return pd.DataFrame({"mean_nll": mean.numpy(), "ppl": mean.exp().numpy(),
                          "n_tokens": counts.numpy()},

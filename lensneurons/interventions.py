@@ -108,12 +108,15 @@ class _UpCapture:
     def __init__(self, index: torch.Tensor) -> None:
         self.index = index
         self.value: torch.Tensor | None = None
+        self._on: dict[torch.device, torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return f"capture u of {len(self.index)} units"
 
     def __call__(self, x: torch.Tensor, *, hook: Any) -> None:
-        self.value = x[..., self.index.to(x.device)]
+        if x.device not in self._on:
+            self._on[x.device] = self.index.to(x.device)
+        self.value = x[..., self._on[x.device]]
 
     def take(self, pos: Any) -> torch.Tensor:
         """The captured ``u`` at ``pos`` (once per forward pass)."""
