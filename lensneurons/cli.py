@@ -5,12 +5,17 @@ Examples:
 
         lensneurons demo --out demo-output
 
-    The same steps on any model TransformerLens can boot, with one text file per group
-    (one text per line)::
+    The same on a real pretrained model installed offline (``make setup-real``)::
 
-        lensneurons collect Qwen/Qwen2.5-0.5B --texts en=en.txt fr=fr.txt --out stats/
+        lensneurons demo --model gemma-3-270m
+
+    The steps one by one, on any model :func:`lensneurons.models.load` takes (a short name, a
+    ``.gguf`` file, a Hugging Face folder or a hub name), with one text file per group (one text
+    per line)::
+
+        lensneurons collect --model gemma-3-270m --texts en=en.txt fr=fr.txt --out stats/
         lensneurons detect stats/ --method lape --out neurons/
-        lensneurons evaluate Qwen/Qwen2.5-0.5B neurons/ --texts en=en_test.txt fr=fr_test.txt
+        lensneurons evaluate --model gemma-3-270m neurons/ --texts en=en_test.txt fr=fr_test.txt
 """
 
 from __future__ import annotations
@@ -28,20 +33,17 @@ import pandas as pd
 #: the held-out NLL of the Latin-script languages measurably; at 10% (819 neurons) deactivating each
 #: language's set raises its own NLL >= 3x the mean rise elsewhere, and more than a random set does.
 ORGANISM_TOP_RATE = 0.10
+#: LAPE's top_rate on real models: Tang et al.'s default.
+REAL_TOP_RATE = 0.01
+ORGANISM = "organism"
+_MODEL_HELP = ("'organism' (the embedded model), a short name of an offline model "
+               "(gemma-3-270m, smollm2-135m), a .gguf file, a Hugging Face folder or a hub name")
 
 
 def _load_model(name: str) -> Any:
-    from lensneurons import organism
+    from lensneurons import models, organism
 
-    if name == "organism":
-        return organism.load()
-    try:
-        from transformer_lens.model_bridge import TransformerBridge
-    except ImportError:  # TransformerLens 2.x
-        from transformer_lens import HookedTransformer
-
-        return HookedTransformer.from_pretrained(name)
-    return TransformerBridge.boot_transformers(name)
+    return organism.load() if name == ORGANISM else models.load(name)
 
 
 def _read_texts(pairs: Sequence[str]) -> dict[str, list[str]]:
@@ -55,18 +57,25 @@ def _read_texts(pairs: Sequence[str]) -> dict[str, list[str]]:
     return texts
 
 
-def demo(out: Path, top_rate: float = ORGANISM_TOP_RATE) -> pd.DataFrame:
-    """Collect -> LAPE -> summary -> perplexity matrix on the organism; figures into ``out``."""
+def demo(out: Path, top_rate: float | None = None, model_name: str = ORGANISM) -> pd.DataFrame:
+    """Collect -> LAPE -> summary -> perplexity matrix; figures into ``out``.
+
+    The texts are the package's written parallel sample (7 languages; the organism's training
+    and held-out splits), so the demo runs offline on any model.
+    """
     import torch
 
     import lensneurons as ln
     from lensneurons import organism
 
-    torch.set_num_threads(1)  # the organism is tiny: a second thread costs more than it gains
+    if model_name == ORGANISM:
+        torch.set_num_threads(1)  # the organism is tiny: a second thread costs more than it gains
+    if top_rate is None:
+        top_rate = ORGANISM_TOP_RATE if model_name == ORGANISM else REAL_TOP_RATE
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    model = organism.load()
-    print(f"Model organism: {ln.ModelView(model)}")
+    model = _load_model(model_name)
+    print(f"Model: {model_name}: {ln.ModelView(model)}")
     train = ln.Corpus.from_texts(organism.texts("train"))
     heldout = ln.Corpus.from_texts(organism.texts("heldout"))
     stats = ln.collect(model, train)
@@ -93,9 +102,12 @@ def demo(out: Path, top_rate: float = ORGANISM_TOP_RATE) -> pd.DataFrame:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lensneurons", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="the whole path on the embedded model organism")
+    p = sub.add_parser("demo", help="the whole path (default: on the embedded model organism)")
+    p.add_argument("--model", default=ORGANISM, help=_MODEL_HELP)
     p.add_argument("--out", type=Path, default=Path("demo-output"))
-    p.add_argument("--top-rate", type=float, default=ORGANISM_TOP_RATE)
+    p.add_argument("--top-rate", type=float, default=None,
+                   help=f"LAPE top_rate (default {ORGANISM_TOP_RATE} on the organism, "
+                        f"{REAL_TOP_RATE} on other models)")
     p = sub.add_parser("organism", help="the model organism")
     p.add_argument("action", choices=["train"])
     p.add_argument("--out", type=Path, default=Path("organism-retrained"))
@@ -104,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="shorten the schedule to fit this budget on a slow machine")
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("collect", help="activation statistics of text files")
-    p.add_argument("model", help="'organism' or a model name TransformerLens can load")
+    p.add_argument("--model", default=ORGANISM, help=_MODEL_HELP)
     p.add_argument("--texts", nargs="+", required=True, metavar="GROUP=FILE")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--site", default="mlp")
@@ -117,8 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-rate", type=float, default=0.01)
     p.add_argument("--out", type=Path, required=True)
     p = sub.add_parser("evaluate", help="perplexity matrix of saved neuron sets")
-    p.add_argument("model")
     p.add_argument("neurons", type=Path)
+    p.add_argument("--model", default=ORGANISM, help=_MODEL_HELP)
     p.add_argument("--texts", nargs="+", required=True, metavar="GROUP=FILE")
     p.add_argument("--csv", type=Path, default=None)
     return parser
@@ -130,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     if args.command == "demo":
-        demo(args.out, args.top_rate)
+        demo(args.out, args.top_rate, args.model)
     elif args.command == "organism":
         from lensneurons import organism
 

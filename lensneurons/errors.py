@@ -76,3 +76,31 @@ class MissingStatisticError(LensNeuronsError, ValueError):
 
 class UnsupportedModelError(LensNeuronsError, TypeError):
     """The object is not a TransformerLens model, or its architecture is not supported."""
+
+
+class ModelNotInstalledError(LensNeuronsError, ImportError):
+    """A short model name was asked for whose registry package is not installed."""
+
+
+class ModelSourceError(LensNeuronsError, ValueError):
+    """A path or name is neither a Hugging Face folder, a GGUF file nor a known model."""
+
+
+class ChecksumError(LensNeuronsError, ValueError):
+    """A model file's sha256 is not the one its package promises."""
+
+
+class ModelCacheError(LensNeuronsError, OSError):
+    """A converted-model cache folder is incomplete or damaged."""
+
+
+class InsufficientMemoryError(LensNeuronsError, MemoryError):
+    """Loading a model in the requested dtype needs more memory than is free."""
+
+
+class MissingTokenizerError(LensNeuronsError, ValueError):
+    """A model folder or file carries no tokenizer."""
+
+
+class SearchBoundWarning(UserWarning):
+    """An automatic parameter search stopped at the bound of its range: widen the range."""

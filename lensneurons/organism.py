@@ -47,7 +47,7 @@ from lensneurons._organism_recipe import (
     train,
 )
 from lensneurons.corpora.sample import Split, load_sample
-from lensneurons.model import tl_version
+from lensneurons.model import boot
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -144,67 +144,4 @@ def load(*, device: str | torch.device = "cpu", path: str | Path | None = None) 
 
     """
     hf_model, tokenizer = load_hf(device=device, path=path)
-    if int(tl_version().split(".")[0]) >= 3:
-        from transformer_lens.model_bridge import TransformerBridge
-
-        return TransformerBridge.boot_transformers(
-            NAME, hf_model=hf_model, tokenizer=tokenizer, device=device
-        )
-    return _hooked_transformer(hf_model, tokenizer, device)
-
-
-def _hooked_transformer(hf_model: Any, tokenizer: Any, device: str | torch.device) -> Any:
-    """Build a TL 2.x ``HookedTransformer`` equal to ``hf_model`` (Llama architecture).
-
-    The weights go through TL's own ``convert_llama_weights`` and are loaded unprocessed (no
-    LayerNorm folding or centering), so every hook sees the same values as in the HF model.
-    """
-    try:
-        from transformer_lens import HookedTransformer, HookedTransformerConfig
-        from transformer_lens.pretrained.weight_conversions import convert_llama_weights
-    except ImportError as err:  # pragma: no cover - depends on the installed TL
-        raise ImportError(
-            "this TransformerLens has neither TransformerBridge nor HookedTransformer"
-        ) from err
-    hc = hf_model.config
-    d_head = hc.hidden_size // hc.num_attention_heads
-    n_kv = hc.num_key_value_heads
-    cfg = HookedTransformerConfig(
-        model_name=NAME,
-        d_model=hc.hidden_size,
-        d_head=d_head,
-        n_heads=hc.num_attention_heads,
-        n_key_value_heads=n_kv if n_kv != hc.num_attention_heads else None,
-        d_mlp=hc.intermediate_size,
-        n_layers=hc.num_hidden_layers,
-        n_ctx=hc.max_position_embeddings,
-        d_vocab=hc.vocab_size,
-        act_fn="silu",
-        gated_mlp=True,
-        normalization_type="RMS",
-        eps=hc.rms_norm_eps,
-        positional_embedding_type="rotary",
-        rotary_dim=d_head,
-        rotary_base=int(_rope_theta(hc)),
-        rotary_adjacent_pairs=False,
-        final_rms=True,
-        original_architecture="LlamaForCausalLM",
-        default_prepend_bos=True,
-        device=str(device),
-    )
-    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    model.load_and_process_state_dict(
-        convert_llama_weights(hf_model, cfg),
-        fold_ln=False,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
-        refactor_factored_attn_matrices=False,
-    )
-    return model.to(device).eval()
-
-
-def _rope_theta(hf_config: Any) -> float:
-    """Return the rotary base of a Llama config (``rope_theta`` or ``rope_parameters``)."""
-    params = getattr(hf_config, "rope_parameters", None) or {}
-    return float(params.get("rope_theta", getattr(hf_config, "rope_theta", 10_000.0)))
+    return boot(hf_model, tokenizer, name=NAME, device=device)

@@ -270,6 +270,9 @@ def collect(
 ) -> ActivationStats:
     """Collect :class:`ActivationStats` of ``corpus`` on ``model`` in one streaming pass.
 
+    Each forward pass stops at the last layer's read hook: the rest of the last block and the
+    unembedding are never computed (most of a pass on a large-vocabulary model).
+
     Args:
         model: a TransformerLens model (``TransformerBridge`` or ``HookedTransformer``).
         corpus: the texts or examples per group.
@@ -294,11 +297,12 @@ def collect(
     acc = Accumulators(where, len(corpus.groups), sequence_stats)
     n_tokens = torch.zeros(len(corpus.groups), dtype=torch.int64)
     device = view.input_device
+    last_read = where.read_hook(view.n_layers - 1)  # no statistic needs anything after it
     with torch.inference_mode(), view.model.hooks(fwd_hooks=acc.hooks()):
         for batch in tqdm(tokenized.batches(batch_size), total=tokenized.n_batches(batch_size),
                           desc="collect", disable=not progress):
             acc.start(batch)
-            view.model(batch.tokens.to(device))
+            view.run_until(batch.tokens.to(device), last_read)
             acc.finish()
             n_tokens += batch.n_counted
     return ActivationStats(

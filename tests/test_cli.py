@@ -15,7 +15,8 @@ def test_collect_detect_evaluate(tmp_path, capsys):
         path = tmp_path / f"{lang}.txt"
         path.write_text("\n".join(texts[lang]) + "\n\n", encoding="utf-8")
         files.append(f"{lang}={path}")
-    assert main(["collect", "organism", "--texts", *files, "--out", str(tmp_path / "stats")]) == 0
+    assert main(["collect", "--model", "organism", "--texts", *files,
+                 "--out", str(tmp_path / "stats")]) == 0
     stats = ln.ActivationStats.load(tmp_path / "stats", model=organism.load())
     assert stats.groups == ["en", "fr", "ru"]
     for method in ("lape", "ternary"):
@@ -24,7 +25,7 @@ def test_collect_detect_evaluate(tmp_path, capsys):
                      "--out", str(out)]) == 0
     assert "lambda" in capsys.readouterr().out
     csv = tmp_path / "matrix.csv"
-    assert main(["evaluate", "organism", str(tmp_path / "lape"), "--texts", *files,
+    assert main(["evaluate", str(tmp_path / "lape"), "--model", "organism", "--texts", *files,
                  "--csv", str(csv)]) == 0
     matrix = pd.read_csv(csv, index_col=0)
     assert list(matrix.index[:4]) == ["none", "en", "fr", "ru"]
@@ -32,4 +33,4 @@ def test_collect_detect_evaluate(tmp_path, capsys):
 
 def test_texts_argument_must_name_groups():
     with pytest.raises(SystemExit, match="GROUP=FILE"):
-        main(["collect", "organism", "--texts", "en.txt", "--out", "x"])
+        main(["collect", "--texts", "en.txt", "--out", "x"])

@@ -1,9 +1,12 @@
 """LAPE and the ternary split on synthetic counts with planted neurons."""
 
+import warnings
+
 import pytest
 import torch
 
 import lensneurons as ln
+from lensneurons.errors import SearchBoundWarning
 
 N_LAYERS, WIDTH, N_TOKENS = 4, 50, 1000
 GROUPS = ["en", "fr", "de", "zh"]
@@ -111,3 +114,43 @@ def test_ternary_split():
     assert auto.appear[len(GROUPS)] == 0 and 0 <= auto.lam <= 0.2
     assert not any(s.mask[everywhere] for s in auto.language_neurons().values())
     assert list(auto.summary().columns) == ["specific", "related"]
+
+
+def stats_with_general_unit():
+    """Planted counts plus one unit active 99% of the time in every group (a general unit)."""
+    stats = planted_stats()
+    for g in GROUPS:
+        stats.active[GROUPS.index(g), 1, 30] = 990
+    return stats
+
+
+def test_ternary_auto_lambda_inside_range_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = ln.ternary(stats_with_general_unit(), top_rate=0.04, bar_ratio=0.98)
+    assert not result.lam_at_bound and not result.specific.meta["lam_at_bound"]
+    assert result.lam < 0.2 - 1e-3
+
+
+def test_ternary_auto_lambda_warns_at_its_bound_and_widening_fixes_it():
+    stats = stats_with_general_unit()
+    with pytest.warns(SearchBoundWarning, match=r"lam_range=\(0, 0\.5\)") as record:
+        capped = ln.ternary(stats, top_rate=0.03, bar_ratio=0.98)
+    assert "0.2" in str(record[0].message)
+    assert capped.lam_at_bound and capped.specific.meta["lam_at_bound"]
+    assert 0.2 - 1e-3 <= capped.lam < 0.2
+    assert capped.appear[len(GROUPS)] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wide = ln.ternary(stats, top_rate=0.03, bar_ratio=0.98, lam_range=(0, 0.5))
+    assert not wide.lam_at_bound
+    assert 0.2 < wide.lam < 0.5 - 1e-3
+    assert wide.appear[len(GROUPS)] == 0  # still no general unit selected at the found lam...
+    above = ln.ternary(stats, top_rate=0.03, bar_ratio=0.98, lam=wide.lam + 1e-3)
+    assert above.appear[len(GROUPS)] >= 1  # ...but one just above it: the transition was found
+
+
+def test_ternary_lambda_range_is_checked():
+    for bad in [(0.2, 0.1), (-0.1, 0.2), (0.0, float("inf"))]:
+        with pytest.raises(ValueError, match="lam_range"):
+            ln.ternary(planted_stats(), lam_range=bad)

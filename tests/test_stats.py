@@ -126,7 +126,7 @@ def test_failing_forward_leaves_no_hook(llama_model):
         raise Boom
 
     before = {name: len(hp._forward_hooks) for name, hp in llama_model.hook_dict.items()}
-    llama_model.add_hook("blocks.1.mlp.hook_post", explode)
+    llama_model.add_hook("blocks.0.mlp.hook_post", explode)  # before collect ends its pass
     try:
         with pytest.raises(Boom):
             ln.collect(llama_model, ln.Corpus.from_texts(TEXTS), progress=False)
@@ -159,3 +159,16 @@ def test_from_counts_validation():
         stats.mean("en")
     with pytest.raises(ln.ShapeMismatchError):
         ln.ActivationStats.from_counts({"en": torch.zeros(2, 3)}, {"fr": 3})
+
+
+def test_collect_stops_after_the_last_read_hook(arch_model):
+    """Nothing after the last layer's read point runs: no later block, no unembedding."""
+    view = ln.ModelView(arch_model)
+    last = view.n_layers - 1
+    fired = []
+    spies = [(f"blocks.{last}.mlp.hook_pre", lambda x, hook: fired.append("read")),
+             (f"blocks.{last}.hook_resid_post", lambda x, hook: fired.append("after"))]
+    with arch_model.hooks(fwd_hooks=spies):
+        ln.collect(arch_model, ln.Corpus.from_texts(TEXTS), batch_size=8, progress=False)
+        arch_model(arch_model.to_tokens("A full pass."))  # the model itself still runs whole
+    assert fired == ["read"] + ["read", "after"]  # collect's one batch, then the full pass

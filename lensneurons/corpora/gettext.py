@@ -23,7 +23,15 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["ENGLISH", "clean_string", "find_locale_dir", "load_gettext", "read_catalog"]
+__all__ = [
+    "ENGLISH",
+    "clean_string",
+    "find_locale_dir",
+    "load_gettext",
+    "read_catalog",
+    "split_heldout",
+    "texts_digest",
+]
 
 ENGLISH = "en"
 """Language code whose text is taken from the catalogs' ``msgid`` strings."""
@@ -223,3 +231,60 @@ def load_gettext(
                     if _is_prose(line, min_chars):
                         english[line] = None
     return {lang: list(lines) for lang, lines in seen.items()}
+
+
+def split_heldout(
+    texts: dict[str, list[str]], *, n_heldout: int, seed: int = 0
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Split each group's lines into training and held-out lines, deterministically.
+
+    Each group's lines are shuffled with ``seed`` (the same permutation on every machine for the
+    same lines); the first ``n_heldout`` are held out, the rest are for training.
+
+    Args:
+        texts: ``{group: [line, ...]}``, e.g. from :func:`load_gettext`.
+        n_heldout: held-out lines per group.
+        seed: the shuffle's seed.
+
+    Returns:
+        ``(train, heldout)`` with the same groups.
+
+    Raises:
+        ValueError: a group has no more than ``n_heldout`` lines.
+
+    Example:
+        >>> train, heldout = split_heldout({"en": [f"line {i}" for i in range(10)]}, n_heldout=3)
+        >>> len(train["en"]), len(heldout["en"]), set(train["en"]) & set(heldout["en"])
+        (7, 3, set())
+
+    """
+    import random
+
+    train, heldout = {}, {}
+    for group, lines in texts.items():
+        if len(lines) <= n_heldout:
+            raise ValueError(
+                f"{group!r} has {len(lines)} lines, not more than n_heldout={n_heldout}; "
+                "ask for fewer held-out lines or add text.")
+        order = list(lines)
+        random.Random(f"{seed}:{group}").shuffle(order)
+        heldout[group], train[group] = order[:n_heldout], order[n_heldout:]
+    return train, heldout
+
+
+def texts_digest(texts: dict[str, list[str]]) -> str:
+    """A short sha256 of groups and lines, to recognise a corpus on another machine.
+
+    Example:
+        >>> texts_digest({"en": ["a b"]}) == texts_digest({"en": ["a b"]})
+        True
+
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for group in sorted(texts):
+        digest.update(f"\0{group}\0".encode())
+        for line in texts[group]:
+            digest.update(line.encode() + b"\n")
+    return digest.hexdigest()[:16]

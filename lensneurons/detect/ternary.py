@@ -9,8 +9,11 @@ The ``round(top_rate x L x D)`` lowest scores are selected; ``tau`` is the ``bar
 percentile of all probabilities and ``N`` the number of groups with ``P > tau``. A selected unit
 is *specific* to its group when ``N = 1`` and *related* to each of its groups when
 ``1 < N < K``; *general* units are those with ``N = K`` among all units (the released code
-does not emit them). ``lam="auto"`` is the largest ``lam`` in [0, 0.2] (binary search,
-``eps = 1e-3``) for which no selected unit is above ``tau`` in all ``K`` groups.
+does not emit them). ``lam="auto"`` is the largest ``lam`` in ``lam_range`` (default [0, 0.2];
+binary search, ``eps = 1e-3``) for which no selected unit is above ``tau`` in all ``K`` groups.
+When even the upper bound of the range lets no such unit in, the true ``lam`` may lie above it:
+the result says so (``lam_at_bound``) and a :class:`~lensneurons.errors.SearchBoundWarning` is
+emitted.
 
 Units never active in any group (``sum_k P = 0``) are never selected: in the released code their
 normalised probabilities are NaN and sort last. (Giving them entropy 0, as LAPE's code does, would
@@ -29,6 +32,8 @@ Examples:
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +41,7 @@ import pandas as pd
 import torch
 
 from lensneurons.detect._common import entropy, kth_smallest, lowest, probabilities, provenance
+from lensneurons.errors import SearchBoundWarning
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.stats import ActivationStats
 
@@ -54,6 +60,9 @@ class TernaryResult:
         lam: the penalty weight used.
         tau: the membership threshold.
         appear: among selected units, how many are above ``tau`` in ``N`` groups, ``N = 0..K``.
+        lam_at_bound: ``lam="auto"`` stopped at the top of its search range, which still let
+            no unit above ``tau`` in all groups into the selection: the largest such ``lam`` may
+            lie above the range (always ``False`` for an explicit ``lam``).
     """
 
     specific: NeuronSets
@@ -62,6 +71,7 @@ class TernaryResult:
     lam: float
     tau: float
     appear: list[int]
+    lam_at_bound: bool = False
 
     def language_neurons(self) -> NeuronSets:
         """Specific and related units per group: the released masks' content."""
@@ -82,6 +92,7 @@ def ternary(
     top_rate: float = 0.01,
     lam: float | Literal["auto"] = "auto",
     bar_ratio: float = 0.95,
+    lam_range: tuple[float, float] = LAMBDA_RANGE,
 ) -> TernaryResult:
     """Split units into language-specific, language-related and general (Zhang et al. 2025).
 
@@ -91,9 +102,35 @@ def ternary(
         top_rate: fraction of all units selected by lowest score.
         lam: penalty weight on the maximum probability, or ``"auto"`` for the sweep.
         bar_ratio: percentile of all probabilities used as ``tau``.
+        lam_range: ``(low, high)`` searched by ``lam="auto"`` (binary search down to a width of
+            ``1e-3``); ignored for an explicit ``lam``. The default is the released code's.
+
+    Returns:
+        The split. With ``lam="auto"``, ``result.lam_at_bound`` is ``True`` when even ``high``
+        lets no unit above ``tau`` in all groups into the selection.
 
     Raises:
         TooFewGroupsError: fewer than two groups.
+        ValueError: with ``lam="auto"``, ``lam_range`` is not ``0 <= low < high`` (finite).
+
+    Warns:
+        SearchBoundWarning: ``lam="auto"`` stopped at the top of ``lam_range``; widen it, e.g.
+            ``ternary(stats, lam_range=(0, 0.5))``.
+
+    Examples:
+        >>> import lensneurons as ln
+        >>> stats = ln.ActivationStats.from_counts(
+        ...     {"en": torch.tensor([[90, 10, 80, 70]]), "fr": torch.tensor([[10, 90, 80, 60]])},
+        ...     {"en": 100, "fr": 100})
+        >>> result = ln.ternary(stats, top_rate=0.75, bar_ratio=0.5)
+        >>> result.lam, result.lam_at_bound
+        (0.03203125, False)
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     capped = ln.ternary(stats, top_rate=0.5, bar_ratio=0.5)
+        >>> capped.lam, capped.lam_at_bound, caught[0].category.__name__
+        (0.19921875, True, 'SearchBoundWarning')
     """
     probs = probabilities(stats, "The ternary split")
     n_layers, width, n_groups = probs.shape
@@ -111,22 +148,42 @@ def ternary(
         scores = (normalised_entropy - weight * penalty).masked_fill(dead, float("inf"))
         return lowest(scores, n_selected)
 
+    def lets_general_in(weight: float) -> bool:
+        return bool((n_above[select(weight)] == n_groups).any())
+
+    at_bound = False
     if lam == "auto":
-        low, high = LAMBDA_RANGE
+        low, high = (float(value) for value in lam_range)
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
+            raise ValueError(
+                f"lam_range must be (low, high) with 0 <= low < high, got {lam_range}.")
+        start, bound = low, high
         while high - low > LAMBDA_EPS:
             mid = (low + high) / 2
-            if (n_above[select(mid)] == n_groups).any():
+            if lets_general_in(mid):
                 high = mid
             else:
                 low = mid
         lam = low
+        # Every midpoint tried passed: check the bound itself before trusting the bracket.
+        at_bound = high == bound and not lets_general_in(bound)
+        if at_bound:
+            warnings.warn(
+                f"The automatic lambda search stopped at {lam:g}, the top of its range "
+                f"lam_range={tuple(lam_range)}: even lambda = {bound:g} lets no unit above tau "
+                "in all groups into the selection, so the largest such lambda may lie above "
+                f"the range. Widen the range, e.g. ternary(stats, lam_range=({start:g}, "
+                f"{max(0.5, 2 * bound):g})), or pass an explicit lam.",
+                SearchBoundWarning,
+                stacklevel=2,
+            )
     selected = select(float(lam))
     appear = torch.bincount(n_above[selected], minlength=n_groups + 1).tolist()
     specific_mask = selected & (n_above == 1)
     related_mask = selected & (n_above > 1) & (n_above < n_groups)
     gated = stats.meta.get("gated")
     meta = {"method": "ternary", "top_rate": top_rate, "lam": float(lam), "bar_ratio": bar_ratio,
-            "tau": tau, **provenance(stats)}
+            "tau": tau, "lam_at_bound": at_bound, **provenance(stats)}
 
     def per_group(mask: torch.Tensor, kind: str) -> NeuronSets:
         return NeuronSets({g: NeuronSet(mask & above[..., k], site=stats.site, gated=gated)
@@ -139,4 +196,5 @@ def ternary(
         lam=float(lam),
         tau=tau,
         appear=appear,
+        lam_at_bound=at_bound,
     )
