@@ -8,7 +8,7 @@ scales) or ``cfg.output_logits_soft_cap`` on TL 2.x. The last layer equals the m
 distribution; every call checks this and raises :class:`ReadoutError` otherwise.
 
 Memory stays bounded: residuals are kept at the asked positions only, logits are made for a chunk
-of rows at a time (rows x vocabulary below ``2**22`` numbers), and only entropy, the top-k tokens
+of rows at a time (rows x vocabulary below ``2**24`` numbers), and only entropy, the top-k tokens
 and the summed probability of the requested token sets survive. ``[layers, batch, pos, vocab]``
 never exists. The lens runs a plain forward pass with capture hooks added *inside* whatever hooks
 are active, so ``with model.hooks(fwd_hooks=ln.deactivate(...)):`` applies to it.
@@ -39,7 +39,7 @@ Inputs = Union[str, Sequence[str], torch.Tensor]  # noqa: UP007
 TokenSetSpec = Union[Sequence[int], torch.Tensor, Sequence[Sequence[int]], Any]  # noqa: UP007
 Lens = Callable[[torch.Tensor, int], torch.Tensor]
 
-_CHUNK_ELEMENTS = 2**22  # rows x vocabulary per readout chunk (16 MiB of fp32)
+_CHUNK_ELEMENTS = 2**24  # rows x vocabulary per readout chunk (64 MiB of fp32)
 _IDENTITY_RTOL = 1e-2  # of the log-prob spread; fp32 readouts measure ~1e-6
 
 
@@ -309,33 +309,41 @@ def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list
 
 def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k: int,
           sets: list[tuple[str, list]], d_vocab: int) -> tuple[torch.Tensor, ...]:
-    """Entropy [l, b, p], top ids/probs [l, b, p, k], set probs [l, b, p, s] for one batch."""
+    """Entropy [l, b, p], top ids/probs [l, b, p, k], set probs [l, b, p, s] for one batch.
+
+    The rows of every kept layer are read together, in chunks of at most ``_CHUNK_ELEMENTS``
+    logits: few large readouts instead of one small one per layer.
+    """
     n_batch, n_pos, d_model = store[keep[0]].shape
-    entropy = torch.zeros(len(keep), n_batch, n_pos)
-    top_ids = torch.zeros(len(keep), n_batch, n_pos, top_k, dtype=torch.long)
-    top_probs = torch.zeros(len(keep), n_batch, n_pos, top_k)
-    set_probs = torch.zeros(len(keep), n_batch, n_pos, len(sets))
-    for li, layer in enumerate(keep):
+    parts = []
+    for layer in keep:
         h = store[layer].reshape(-1, d_model)
         if lens is not None:
             with torch.no_grad():
                 h = lens(h, layer)
-        row_batch = torch.arange(n_batch).repeat_interleave(n_pos)
-        step = max(1, _CHUNK_ELEMENTS // max(1, d_vocab))
-        for s in range(0, h.shape[0], step):
-            with torch.no_grad():
-                logp = read(h[s : s + step]).float().log_softmax(-1)
-            probs = logp.exp()
-            ent = -(probs * logp).nan_to_num().sum(-1) / math.log(2)
-            k = min(top_k, logp.shape[-1])
-            top = probs.topk(k, dim=-1)
-            b_idx = row_batch[s : s + step]
-            flat = slice(s, s + step)
-            entropy[li].view(-1)[flat] = ent.cpu()
-            top_ids[li].view(-1, top_k)[flat, :k] = top.indices.cpu()
-            top_probs[li].view(-1, top_k)[flat, :k] = top.values.cpu()
-            for si, (_, per_row) in enumerate(sets):
-                sums = torch.stack([probs[j, per_row[int(b)].to(probs.device)].sum()
-                                    for j, b in enumerate(b_idx)])
-                set_probs[li, ..., si].view(-1)[flat] = sums.cpu()
-    return entropy, top_ids, top_probs, set_probs
+        parts.append(h)
+    rows = torch.cat(parts)  # [layer * batch * pos, d_model]
+    n_rows = rows.shape[0]
+    entropy = torch.zeros(n_rows)
+    top_ids = torch.zeros(n_rows, top_k, dtype=torch.long)
+    top_probs = torch.zeros(n_rows, top_k)
+    set_probs = torch.zeros(n_rows, len(sets))
+    row_batch = torch.arange(n_batch).repeat_interleave(n_pos).repeat(len(keep))
+    step = max(1, _CHUNK_ELEMENTS // max(1, d_vocab))
+    for s in range(0, n_rows, step):
+        with torch.no_grad():
+            logp = read(rows[s : s + step]).float().log_softmax(-1)
+        probs = logp.exp()
+        flat = slice(s, s + step)
+        entropy[flat] = (-(probs * logp).nan_to_num().sum(-1) / math.log(2)).cpu()
+        k = min(top_k, logp.shape[-1])
+        top = probs.topk(k, dim=-1)
+        top_ids[flat, :k] = top.indices.cpu()
+        top_probs[flat, :k] = top.values.cpu()
+        for si, (_, per_row) in enumerate(sets):
+            sums = torch.stack([probs[j, per_row[int(b)].to(probs.device)].sum()
+                                for j, b in enumerate(row_batch[flat])])
+            set_probs[flat, si] = sums.cpu()
+    shape = (len(keep), n_batch, n_pos)
+    return (entropy.view(shape), top_ids.view(*shape, top_k), top_probs.view(*shape, top_k),
+            set_probs.view(*shape, len(sets)))
