@@ -10,7 +10,8 @@ TORCH_SPEC ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-tl2 setup-real test test-tl2 test-real demo check docs notebooks bench clean
+.PHONY: setup setup-tl2 setup-real test test-tl2 test-real demo check docs notebooks bench clean \
+	errors-doc
 
 setup: $(VENV)/.installed
 
@@ -45,8 +46,15 @@ endif
 	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib gguf
 	touch $@
 
+# Run-time type checks: every annotation of lensneurons (jaxtyping shapes included) is checked by
+# beartype during the tests. The bad-input catalog (tests/test_bad_*.py) runs unchecked, since it
+# passes wrongly typed input on purpose to test the library's own typed errors.
+TYPECHECK = --jaxtyping-packages=lensneurons,beartype.beartype(conf=beartype.BeartypeConf(is_pep484_tower=True))
+
 test: setup
-	$(VENV)/bin/python -m pytest -q -m "not real" --doctest-modules tests lensneurons $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -m "not real" --doctest-modules tests lensneurons \
+		--ignore-glob='tests/test_bad_*' "$(TYPECHECK)" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q tests/test_bad_*.py $(PYTEST_ARGS)
 
 test-tl2: setup-tl2
 	$(VENV_TL2)/bin/python -m pytest -q -m "not real" $(PYTEST_ARGS)
@@ -56,7 +64,11 @@ test-real: setup-real
 	LENSNEURONS_REQUIRE_REAL=1 $(VENV)/bin/python -m pytest -q -m real tests $(PYTEST_ARGS)
 
 demo: setup
-	$(VENV)/bin/lensneurons demo --out demo-output
+	$(VENV)/bin/lensneurons demo --out demo-output --overwrite
+
+# docs/errors.md: the table of every bad input in tests/test_bad_*.py and what it does.
+errors-doc: setup
+	LENSNEURONS_ERRORS_TABLE=docs/errors.md $(VENV)/bin/python -m pytest -q tests/test_bad_*.py
 
 notebooks: setup-real
 	$(VENV)/bin/python -m pytest -q --nbmake notebooks/

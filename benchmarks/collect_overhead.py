@@ -1,7 +1,7 @@
 """``lensneurons.collect`` vs a bare forward pass over the same batches, and its memory growth.
 
-Targets (DESIGN.md §10): ``collect`` takes at most 1.10x a bare forward pass over the same tokens,
-measured in the same run; its peak memory stays flat when the corpus grows 10x.
+Targets (docs/design.md §15): ``collect`` takes at most 1.10x a bare forward pass over the same
+tokens, measured in the same run; its peak memory stays flat when the corpus grows 10x.
 
 What runs:
 

@@ -1,6 +1,6 @@
 """Logit lens over all layers at the last position vs a bare forward pass, in the same run.
 
-Target (DESIGN.md §10): ratio <= 1.5. Models: a mid-size random Llama bridge (8 layers,
+Target (docs/design.md §15): ratio <= 1.5. Models: a mid-size random Llama bridge (8 layers,
 d_model 512, vocabulary 32k) and the organism when its weights are present.
 
 Usage: python benchmarks/lens_overhead.py [--repeats 5]

@@ -13,98 +13,68 @@ Examples:
 
 __version__ = "0.1.0"
 
-from lensneurons import lens, models, organism, real_stats, viz
+import warnings as _warnings
+from typing import Any as _Any
+
+from lensneurons import errors, lens, models, organism, real_stats, viz
 from lensneurons.corpus import Corpus, TokenizedCorpus
 from lensneurons.detect import TernaryResult, lape, ternary
-from lensneurons.errors import (
-    ChecksumError,
-    EmptyGroupError,
-    EmptyTokenizationError,
-    HookShapeError,
-    InsufficientMemoryError,
-    LensNeuronsError,
-    MissingStatisticError,
-    MissingTokenizerError,
-    ModelCacheError,
-    ModelMismatchError,
-    ModelNotInstalledError,
-    ModelSourceError,
-    NegativeCountError,
-    NoGroupsError,
-    PositionError,
-    SearchBoundWarning,
-    ShapeMismatchError,
-    TooFewGroupsError,
-    UnknownGroupError,
-    UnknownSiteError,
-    UnsupportedModelError,
-)
+from lensneurons.errors import LensNeuronsError
 from lensneurons.evaluate import nll_delta, perplexity, perplexity_matrix, ppl_ratio, specificity
 from lensneurons.interventions import (
     NeuronHook,
     add_activation,
     amplify,
     deactivate,
-    random_like,
     set_activation,
     steer,
 )
-from lensneurons.lens import *  # noqa: F403  (the lens's public names, see lens.__all__)
+from lensneurons.lens import (
+    LatentLanguageResult,
+    LensItem,
+    LensResult,
+    MWorkResult,
+    TokenSet,
+    TunedLens,
+    WordList,
+    latent_language,
+    load_words,
+    logit_lens,
+    mwork,
+    prompts,
+    readout_fn,
+    stage_split,
+    start_tokens,
+)
 from lensneurons.model import ModelView
-from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.neurons import NeuronSet, NeuronSets, random_like
 from lensneurons.sites import Site, get_site
 from lensneurons.stats import ActivationStats, collect
 
 __all__ = [  # noqa: RUF022
-    "lens",
-    "models",
-    "organism",
-    "real_stats",
-    "ActivationStats",
-    "NeuronHook",
-    "NeuronSet",
-    "NeuronSets",
-    "TernaryResult",
-    "add_activation",
-    "amplify",
-    "deactivate",
-    "lape",
-    "nll_delta",
-    "perplexity",
-    "perplexity_matrix",
-    "ppl_ratio",
-    "specificity",
-    "random_like",
-    "set_activation",
-    "steer",
-    "ternary",
-    "viz",
-    "ChecksumError",
-    "Corpus",
-    "EmptyGroupError",
-    "EmptyTokenizationError",
-    "HookShapeError",
-    "InsufficientMemoryError",
+    # modules
+    "errors", "lens", "models", "organism", "prompts", "real_stats", "viz",
+    # model + corpus -> statistics
+    "ModelView", "Site", "get_site", "Corpus", "TokenizedCorpus", "ActivationStats", "collect",
+    # statistics -> neuron sets
+    "lape", "ternary", "TernaryResult", "NeuronSet", "NeuronSets", "random_like",
+    # neuron sets -> hooks
+    "NeuronHook", "deactivate", "amplify", "set_activation", "add_activation", "steer",
+    # evaluation
+    "perplexity", "perplexity_matrix", "ppl_ratio", "nll_delta", "specificity",
+    # the lens
+    "logit_lens", "latent_language", "mwork", "stage_split", "readout_fn", "TunedLens",
+    "LensResult", "LatentLanguageResult", "MWorkResult", "LensItem", "WordList", "TokenSet",
+    "load_words", "start_tokens",
+    # errors: the base class here, every other one in ln.errors
     "LensNeuronsError",
-    "MissingStatisticError",
-    "MissingTokenizerError",
-    "ModelCacheError",
-    "ModelMismatchError",
-    "ModelNotInstalledError",
-    "ModelSourceError",
-    "ModelView",
-    "NegativeCountError",
-    "NoGroupsError",
-    "PositionError",
-    "SearchBoundWarning",
-    "ShapeMismatchError",
-    "Site",
-    "TokenizedCorpus",
-    "TooFewGroupsError",
-    "UnknownGroupError",
-    "UnknownSiteError",
-    "UnsupportedModelError",
-    "collect",
-    "get_site",
 ]
-__all__ += lens.__all__
+
+
+def __getattr__(name: str) -> _Any:
+    """Error classes used to live at the top level: keep them one release, with a warning."""
+    if name != "LensNeuronsError" and hasattr(errors, name) and name[0].isupper():
+        _warnings.warn(f"ln.{name} moved to ln.errors.{name}; the old name goes in the next "
+                       "release.", DeprecationWarning, stacklevel=2)
+        return getattr(errors, name)
+    raise AttributeError(f"module 'lensneurons' has no attribute {name!r}")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lensneurons._checks import integer, positive_int, real
 from lensneurons._organism_data import (
     BOS,
     EOS,
@@ -35,6 +36,7 @@ from lensneurons._organism_data import (
     training_text,
 )
 from lensneurons.corpora.sample import load_sample
+from lensneurons.errors import ParameterError
 
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "pt", "ru", "el")
 """Languages of the organism: three scripts (Latin, Cyrillic, Greek), one close pair (es–pt)."""
@@ -208,11 +210,19 @@ def train(
         The training record also written to ``out_dir/training.json``: data sizes per language,
         steps, tokens seen, final training loss per language and held-out NLL per language.
 
+    Raises:
+        ParameterError: ``steps`` or ``threads`` is not an integer >= 1, ``minutes`` is not a
+            number > 0 (or None), or ``seed`` is not an integer; checked before any work.
+
     Example:
         >>> record = train("/tmp/organism", steps=50, minutes=None)  # doctest: +SKIP
         >>> sorted(record["heldout_nll"])  # doctest: +SKIP
         ['de', 'el', 'en', 'es', 'fr', 'pt', 'ru']
     """
+    steps = positive_int(steps, "steps")
+    if minutes is not None and real(minutes, "minutes") <= 0:
+        raise ParameterError(f"minutes must be > 0 (a time budget) or None, got {minutes!r}.")
+    seed, threads = integer(seed, "seed"), positive_int(threads, "threads")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -9,6 +9,12 @@ tokens.
 Batches are length-bucketed and right-padded. With causal attention a real token never attends to
 padding on its right, so no attention mask is needed and padding cannot change a counted value.
 
+Texts are checked when the corpus is built: a text that is not a string (``None``, a number,
+bytes) raises :class:`~lensneurons.errors.InvalidTextError`; an empty or whitespace-only text (a
+blank line of a file) is *dropped with a warning*, since it holds nothing to count, and a group left
+with no text raises :class:`~lensneurons.errors.EmptyGroupError`. Examples are handled alike, by
+their response.
+
 Examples:
     >>> import lensneurons as ln
     >>> corpus = ln.Corpus.from_texts({"en": ["The cat sleeps."], "fr": ["Le chat dort."]})
@@ -31,7 +37,9 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int
 
-from lensneurons.errors import EmptyGroupError, EmptyTokenizationError, NoGroupsError
+from lensneurons import _checks
+from lensneurons._texts import clean_items, group_name
+from lensneurons.errors import ContextLengthError, EmptyTokenizationError, NoGroupsError
 from lensneurons.model import ModelView
 
 _DEFAULT_MAX_WINDOW = 1024
@@ -90,9 +98,13 @@ class TokenizedCorpus:
         """The first sequences of each group, up to ``max_tokens_per_group`` counted tokens.
 
         The last sequence taken is cut so that each group reaches the cap exactly when it can.
+
+        Raises:
+            ParameterError: ``max_tokens_per_group`` is not ``None`` or an integer >= 1.
         """
         if max_tokens_per_group is None:
             return self
+        max_tokens_per_group = _checks.positive_int(max_tokens_per_group, "max_tokens_per_group")
         budget = [max_tokens_per_group] * len(self.groups)
         kept = []
         for seq in self.sequences:
@@ -109,15 +121,28 @@ class TokenizedCorpus:
         return TokenizedCorpus(self.groups, kept, self.pad_id)
 
     def n_batches(self, batch_size: int) -> int:
-        """How many batches :meth:`batches` yields."""
-        return math.ceil(len(self.sequences) / batch_size)
+        """How many batches :meth:`batches` yields.
 
-    def batches(self, batch_size: int = 8) -> Iterator[Batch]:
-        """Length-bucketed, right-padded batches, longest first, rows ordered by group."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        Raises:
+            ParameterError: ``batch_size`` is not an integer >= 1.
+        """
+        return math.ceil(len(self.sequences) / _checks.positive_int(batch_size, "batch_size"))
+
+    def batches(self, batch_size: int = 8, *, skip: int = 0) -> Iterator[Batch]:
+        """Length-bucketed, right-padded batches, longest first, rows ordered by group.
+
+        The list is deterministic; ``skip`` leaves out its first batches without building them
+        (a resumed collection).
+
+        Raises:
+            ParameterError: ``batch_size`` is not an integer >= 1 (raised at the call, before
+                iteration).
+        """
+        return self._batches(_checks.positive_int(batch_size, "batch_size"), skip)
+
+    def _batches(self, batch_size: int, skip: int = 0) -> Iterator[Batch]:
         order = sorted(range(len(self.sequences)), key=lambda i: -len(self.sequences[i].tokens))
-        for start in range(0, len(order), batch_size):
+        for start in range(skip * batch_size, len(order), batch_size):
             chunk = sorted((self.sequences[i] for i in order[start:start + batch_size]),
                            key=lambda s: s.group)
             yield self._pad(chunk)
@@ -155,23 +180,18 @@ class Corpus:
         window: int | None = None,
         count_bos: bool = False,
     ) -> None:
+        form = "{group: [(prompt, response), ...]}" if examples else "{group: [text, ...]}"
+        _checks.mapping(items, "The corpus", form)
         if not items:
-            raise NoGroupsError("The corpus has no groups. Pass {group: [text, ...], ...}.")
-        for group, group_items in items.items():
-            if isinstance(group_items, str):
-                raise TypeError(f"Group {group!r} must be a list of texts, not one string.")
-            if len(group_items) == 0:
-                raise EmptyGroupError(
-                    f"Group {group!r} has no {'examples' if examples else 'texts'}. "
-                    "Remove the group or give it at least one."
-                )
-        if window is not None and window < 2:
-            raise ValueError(f"window must be at least 2 tokens, got {window}.")
-        self.items = {group: list(group_items) for group, group_items in items.items()}
+            raise NoGroupsError(f"The corpus has no groups. Pass {form}.")
+        if window is not None:
+            window = _checks.positive_int(window, "window", minimum=2)
+        self.items = {group_name(group): clean_items(group, group_items, examples)
+                      for group, group_items in items.items()}
         self.examples = examples
-        self.pack = pack
+        self.pack = _checks.flag(pack, "pack")
         self.window = window
-        self.count_bos = count_bos
+        self.count_bos = _checks.flag(count_bos, "count_bos")
         self._cache: dict[int, TokenizedCorpus] = {}
 
     @classmethod
@@ -190,12 +210,25 @@ class Corpus:
             pack: concatenate each group's token stream and cut it into ``window``-token
                 sequences (Tang et al.'s packed windows) instead of one text per sequence.
             window: sequence length in tokens, BOS included (default: the model's context,
-                at most 1024). Longer texts are split into several sequences, never truncated.
+                at most 1024; at most the model's context). Longer texts are split into several
+                sequences, never truncated.
             count_bos: also count the BOS token.
 
         Raises:
             NoGroupsError: ``texts`` is empty.
-            EmptyGroupError: a group has no texts.
+            EmptyGroupError: a group has no texts, or only empty or whitespace-only ones.
+            InvalidTextError: a text is not a string, or a group is one string, not a list.
+            ParameterError: a group name is not a non-empty string, or ``window`` is not an
+                integer >= 2.
+
+        Warns:
+            UserWarning: empty or whitespace-only texts were dropped (the count per group).
+
+        Examples:
+            >>> import lensneurons as ln
+            >>> corpus = ln.Corpus.from_texts({"en": ["A cat.", "  ", "A dog."]})
+            >>> len(corpus)  # the blank text was dropped, with a warning
+            2
         """
         return cls(texts, examples=False, pack=pack, window=window, count_bos=count_bos)
 
@@ -214,7 +247,17 @@ class Corpus:
 
         Raises:
             NoGroupsError: ``examples`` is empty.
-            EmptyGroupError: a group has no examples.
+            EmptyGroupError: a group has no examples, or only ones with a blank response.
+            InvalidTextError: an example is not a ``(prompt, response)`` pair of strings.
+
+        Warns:
+            UserWarning: examples whose response is empty or whitespace-only were dropped.
+
+        Examples:
+            >>> import lensneurons as ln
+            >>> corpus = ln.Corpus.from_examples({"fr": [("Q: 2+2? A:", " quatre")]})
+            >>> corpus
+            Corpus(examples: fr=1)
         """
         return cls(examples, examples=True, count_bos=count_bos)
 
@@ -236,6 +279,7 @@ class Corpus:
 
         Raises:
             EmptyTokenizationError: a group's texts tokenize to no counted token.
+            ContextLengthError: ``window`` is longer than the model's context (``n_ctx``).
         """
         view = model if isinstance(model, ModelView) else ModelView(model)
         key = id(view.tokenizer)
@@ -245,6 +289,12 @@ class Corpus:
 
     def _tokenize(self, view: ModelView) -> TokenizedCorpus:
         tokenizer, bos = view.tokenizer, view.bos_token_id
+        if self.window is not None and self.window > view.n_ctx:
+            raise ContextLengthError(
+                f"window={self.window} is longer than the model's context of {view.n_ctx} "
+                f"tokens; the positions past it do not exist. Use window <= {view.n_ctx}, or "
+                "leave window=None (the model's context, at most 1024)."
+            )
         window = self.window or min(view.n_ctx, _DEFAULT_MAX_WINDOW)
         body = window - (bos is not None)
         sequences: list[TokenSequence] = []
@@ -252,7 +302,7 @@ class Corpus:
             if self.examples:
                 pieces = [_encode_example(tokenizer, p, r, body, group) for p, r in group_items]
             else:
-                texts = [str(text) for text in group_items]
+                texts = list(group_items)
                 pieces = [(ids, [True] * len(ids)) for ids in _encode_texts(tokenizer, texts)]
             if self.pack:
                 stream = [t for ids, _ in pieces for t in ids]
@@ -265,8 +315,9 @@ class Corpus:
             if not group_seqs:
                 raise EmptyTokenizationError(
                     f"Every {'response' if self.examples else 'text'} of group {group!r} "
-                    "tokenizes to nothing that can be counted (empty strings?). "
-                    "Check the texts of this group."
+                    "tokenizes to nothing that can be counted (a response merged into its "
+                    "prompt's last token?). Check the texts of this group, e.g. end each prompt "
+                    "with a space or a separator."
                 )
             sequences.extend(group_seqs)
         pad_id = tokenizer.pad_token_id

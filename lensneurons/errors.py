@@ -1,14 +1,16 @@
 """Typed errors: each says what was wrong and what to do about it.
 
 Every error raised on purpose by lensneurons derives from :class:`LensNeuronsError`, so
-``except ln.LensNeuronsError`` catches them all. Subclasses also derive from the built-in
-exception a Python user would expect (``ValueError``, ``KeyError``), so generic handlers work too.
+``except ln.LensNeuronsError`` catches them all; this module is their one home (``ln.errors``),
+warnings included. ``docs/errors.md`` lists every bad input the tests try and what it raises.
+Subclasses also derive from the built-in exception a Python user would expect (``ValueError``,
+``KeyError``), so generic handlers work too.
 
 Examples:
     >>> import lensneurons as ln
     >>> try:
     ...     ln.Corpus.from_texts({})
-    ... except ln.NoGroupsError as err:
+    ... except ln.errors.NoGroupsError as err:
     ...     print(type(err).__name__)
     NoGroupsError
 """
@@ -100,6 +102,141 @@ class InsufficientMemoryError(LensNeuronsError, MemoryError):
 
 class MissingTokenizerError(LensNeuronsError, ValueError):
     """A model folder or file carries no tokenizer."""
+
+
+class ParameterError(LensNeuronsError, ValueError):
+    """A parameter is out of its range (a rate outside (0, 1], a NaN factor, a zero batch size)."""
+
+
+class InvalidTextError(LensNeuronsError, TypeError):
+    """A text is not a string (``None``, a number, bytes) or holds nothing but whitespace."""
+
+
+class LayerIndexError(LensNeuronsError, IndexError):
+    """A layer index does not exist in the model or the neuron set."""
+
+
+class ContextLengthError(LensNeuronsError, ValueError):
+    """A window or a sequence is longer than the model's context."""
+
+
+class VocabularyError(LensNeuronsError, IndexError):
+    """A token id lies outside the model's vocabulary."""
+
+
+class ResultExistsError(LensNeuronsError, FileExistsError):
+    """A save would replace an existing result: pass ``overwrite=True`` or choose another folder."""
+
+
+class CorruptResultError(LensNeuronsError, ValueError):
+    """A saved result is truncated, edited or half-written: its files do not belong together."""
+
+
+class ResultNotFoundError(LensNeuronsError, FileNotFoundError):
+    """A folder holds no saved result of the kind asked for."""
+
+
+class CheckpointMismatchError(LensNeuronsError, ValueError):
+    """A checkpoint was written by a run on another model, corpus, site or settings."""
+
+
+class UnwritablePathError(LensNeuronsError, OSError):
+    """An output path cannot be written (checked before any computation starts)."""
+
+
+# --- the lens -----------------------------------------------------------------------------
+class EmptyTokenSetError(LensNeuronsError, ValueError):
+    """A word has no Start(w) tokens (empty word, or the tokenizer maps it to ``<unk>``)."""
+
+
+class VocabularyUnavailableError(LensNeuronsError, TypeError):
+    """The tokenizer cannot list its vocabulary, so Start(w) sets cannot be built."""
+
+
+class PositionOutOfRangeError(LensNeuronsError, IndexError):
+    """A requested position or layer lies outside the prompt or the model."""
+
+
+class ReadoutError(LensNeuronsError, ValueError):
+    """The model's logits are not ``unembed(final_norm(last residual))``, so a lens would lie."""
+
+
+class NoItemsLeftError(LensNeuronsError, ValueError):
+    """Every latent-language item was dropped by the Start(w) filters."""
+
+
+class UnknownLanguageError(LensNeuronsError, KeyError):
+    """A language has no shipped word list, or an item lacks the word in that language."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`~lensneurons.perplexity_matrix`; ``partial`` holds the finished rows.
+
+    A ``KeyboardInterrupt`` (so the program still stops, and ``except Exception`` does not
+    swallow it), deliberately *not* a :class:`LensNeuronsError`. Catch it to keep the work::
+
+        try:
+            matrix = ln.perplexity_matrix(model, corpus, neurons)
+        except ln.errors.EvaluationInterrupted as stop:
+            matrix = stop.partial  # the rows finished before Ctrl-C, with their attrs
+
+    Attributes:
+        partial: the matrix of the finished rows (a ``pandas.DataFrame``, maybe empty).
+        finished: their names.
+        stopped_at: the row that was running.
+    """
+
+    def __init__(self, message: str, partial: object, finished: list[str],
+                 stopped_at: str) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.finished = finished
+        self.stopped_at = stopped_at
+
+
+# --- warnings -------------------------------------------------------------------------------
+class EmptyInterventionWarning(UserWarning):
+    """Intervention hooks that select no unit: applying them changes nothing."""
+
+
+class InputFileError(LensNeuronsError, OSError):
+    """An input file (a text file on the command line) is missing, a folder, binary or empty."""
+
+
+class CollectInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`~lensneurons.collect`; ``partial`` holds the finished batches.
+
+    A ``KeyboardInterrupt`` (so the program still stops), deliberately *not* a
+    :class:`LensNeuronsError`. The batch that was running is not counted; with ``checkpoint=``
+    the finished batches are also on disk, and ``collect(..., resume=True)`` continues::
+
+        try:
+            stats = ln.collect(model, corpus, checkpoint="runs/ckpt")
+        except ln.errors.CollectInterrupted as stop:
+            stats = stop.partial  # the statistics of stop.batches_done batches (or None)
+
+    Attributes:
+        partial: :class:`~lensneurons.stats.ActivationStats` of the finished batches (groups
+            with no finished token left out), or ``None`` when no batch finished.
+        batches_done: batches finished (in the order ``collect`` runs them).
+        n_batches: batches of the whole run.
+        checkpoint: the folder the finished batches were saved to, or ``None``.
+    """
+
+    def __init__(self, message: str, partial: object, batches_done: int, n_batches: int,
+                 checkpoint: object = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.batches_done = batches_done
+        self.n_batches = n_batches
+        self.checkpoint = checkpoint
+
+
+class BatchSplitWarning(UserWarning):
+    """A batch ran out of accelerator memory; it was split and retried (counts stay exact)."""
 
 
 class SearchBoundWarning(UserWarning):

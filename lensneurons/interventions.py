@@ -8,7 +8,13 @@ position (or the ``positions`` given), also during ``model.generate`` with the K
 after the prompt is a pass of one position, so a slice also edits each generated token, and
 ``positions=-1`` is the newest token.
 
-Semantics are the papers' (DESIGN.md §3): on the ``"mlp"`` site they write at ``hook_post``,
+Shapes are checked before anything runs: with ``model=`` at once, else when the hooks are
+registered. Each list starts with a :class:`LayerCheck`, a TL name filter that registers nothing
+and raises :class:`~lensneurons.errors.ShapeMismatchError` if the model has another number of
+blocks than the set; each hook checks the width of its layer at the first call. ``layers``
+accepts negative indices (``-1``: the last block).
+
+Semantics are the papers' (docs/design.md §4): on the ``"mlp"`` site they write at ``hook_post``,
 the input of ``W_down``, ``h = act(g) * u`` on gated MLPs. Zeroing and scaling edit ``h``
 (``a_j *= s`` is ``h_j *= s``). Setting or adding an activation value edits ``a = act(g)``
 before the product: ``h_j := c * u_j`` or ``h_j += c * u_j``, with ``u`` read from
@@ -19,30 +25,92 @@ Examples:
     >>> model = ln.organism.load()
     >>> mask = torch.zeros(model.cfg.n_layers, model.cfg.d_mlp, dtype=torch.bool)
     >>> mask[0, :5] = True
-    >>> hooks = ln.deactivate(ln.NeuronSet.from_mask(mask))
-    >>> hooks[0][0]
-    'blocks.0.mlp.hook_post'
+    >>> hooks = ln.deactivate(ln.NeuronSet.from_mask(mask), model=model)
+    >>> [name for name, _ in hooks if isinstance(name, str)]
+    ['blocks.0.mlp.hook_post']
     >>> with model.hooks(fwd_hooks=hooks):
     ...     logits = model("Hello")
 """
 
 from __future__ import annotations
 
+import math
+import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import torch
+from jaxtyping import Float, Int
 
-from lensneurons.errors import LensNeuronsError, PositionError, ShapeMismatchError
-from lensneurons.model import ModelView
+from lensneurons.errors import (
+    EmptyInterventionWarning,
+    LensNeuronsError,
+    ParameterError,
+    PositionError,
+    ShapeMismatchError,
+)
+from lensneurons.model import ModelView, block_hook
 from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.neurons import random_like as _random_like
+from lensneurons.sites import check_site_name, flatten_heads, unflatten_heads
 from lensneurons.stats import ActivationStats
 
-HookList = list[tuple[str, Callable[..., Any]]]
-Values = float | torch.Tensor
-Positions = int | Sequence[int] | slice | None
-_WRITE_POINTS = {"mlp": "mlp.hook_post", "attn.q": "attn.hook_q", "attn.k": "attn.hook_k",
-                 "attn.v": "attn.hook_v"}
+HookName = str | Callable[[str], bool]  # a hook point's name, or a TL name filter
+HookList = list[tuple[HookName, Callable[..., Any]]]
+# one number, or one per unit of the set (``stats.mean("fr")``)
+Values = float | Float[torch.Tensor, ""] | Float[torch.Tensor, "layer unit"]
+Positions = int | Sequence[int] | slice | Int[torch.Tensor, "*pos"] | None
+_BLOCK = re.compile(r"blocks\.(\d+)\.")
+
+
+class LayerCheck:
+    """A TL hook-name filter that matches nothing and checks the model's number of blocks.
+
+    TransformerLens calls a filter with every hook name of the model when hooks are registered;
+    this one raises as soon as a name shows a block the set lacks, or when the block names end
+    before the set's last layer. It goes first in every list, so it runs before TL looks up the
+    set's own hook names.
+    """
+
+    def __init__(self, n_layers: int, width: int, site: str) -> None:
+        self.n_layers, self.width, self.site = n_layers, width, site
+        self._first: str | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._seen, self._in_blocks, self._checked = -1, False, False
+
+    def __repr__(self) -> str:
+        return f"LayerCheck({self.n_layers} layers x {self.width} units on {self.site!r})"
+
+    def _mismatch(self, model_layers: str) -> ShapeMismatchError:
+        return ShapeMismatchError(
+            f"A neuron set of {self.n_layers} layers was applied to a model with {model_layers} "
+            "blocks. Use sets detected on this model (or give one list per layer)."
+        )
+
+    def __call__(self, name: str) -> bool:
+        """Look at one hook name of the model; never match it."""
+        if self._first is None:
+            self._first = name
+        elif name == self._first:  # the model's first hook name again: a new registration
+            self._reset()
+        found = _BLOCK.match(name)
+        if found:
+            layer = int(found.group(1))
+            if layer >= self.n_layers:
+                raise self._mismatch(f"at least {layer + 1}")
+            self._seen, self._in_blocks = max(self._seen, layer), True
+        elif self._in_blocks and not self._checked:  # the first run of block names ended
+            self._in_blocks, self._checked = False, True
+            if self._seen + 1 != self.n_layers:
+                raise self._mismatch(str(self._seen + 1))
+        return False
+
+
+def _noop(x: torch.Tensor, *, hook: Any) -> None:
+    """Never called: :class:`LayerCheck` matches no hook point."""
 
 
 class NeuronHook:
@@ -58,7 +126,8 @@ class NeuronHook:
         up: on gated MLPs for ``"set"``/``"add"``, the capture of ``u`` from the same pass.
     """
 
-    def __init__(self, layer: int, index: torch.Tensor, op: str, values: torch.Tensor,
+    def __init__(self, layer: int, index: Int[torch.Tensor, " n"], op: str,
+                 values: Float[torch.Tensor, ""] | Float[torch.Tensor, " n"],
                  width: int, positions: Positions, up: _UpCapture | None) -> None:
         self.layer, self.index, self.op, self.values = layer, index, op, values
         self.width, self.positions, self.up = width, positions, up
@@ -74,9 +143,10 @@ class NeuronHook:
         index, values = self._on[x.device]
         return index, values.to(x.dtype)
 
-    def __call__(self, x: torch.Tensor, *, hook: Any) -> torch.Tensor:
+    def __call__(self, x: Float[torch.Tensor, "batch pos *shape"], *,
+                 hook: Any) -> Float[torch.Tensor, "batch pos *shape"]:
         """Edit ``x`` (the write point's tensor) and return it."""
-        flat = x.flatten(-2) if x.dim() == 4 else x
+        flat = flatten_heads(x)
         if flat.shape[-1] != self.width:
             raise ShapeMismatchError(
                 f"Hook {hook.name!r}: a neuron set of width {self.width} was applied to a layer "
@@ -99,7 +169,7 @@ class NeuronHook:
             sub = flat[:, pos]
             sub[..., index] = region
             flat[:, pos] = sub
-        return flat.view(x.shape)
+        return unflatten_heads(flat, x)
 
 
 class _UpCapture:
@@ -124,6 +194,37 @@ class _UpCapture:
             raise LensNeuronsError("The up projection was not captured before hook_post fired.")
         value, self.value = self.value[:, pos], None
         return value
+
+
+def _check_positions(positions: Positions) -> Positions:
+    """``positions`` as an int, a list of ints or a slice; refuse what selects nothing."""
+    if positions is None or isinstance(positions, slice):
+        return positions
+    if isinstance(positions, torch.Tensor):
+        if positions.is_floating_point() or positions.dtype == torch.bool or positions.dim() > 1:
+            raise ParameterError("positions must be ints (a 1-d integer tensor, list or slice).")
+        positions = positions.tolist()
+    if isinstance(positions, bool) or isinstance(positions, (str, bytes, float)):
+        raise ParameterError(f"positions must be an int, a list of ints or a slice, not "
+                             f"{positions!r}.")
+    if isinstance(positions, int):
+        return positions
+    chosen = list(positions)
+    if not chosen:
+        raise ParameterError("positions=[] selects no position, so the hooks would change "
+                             "nothing; pass None for every position.")
+    if any(isinstance(p, bool) or not isinstance(p, int) for p in chosen):
+        raise ParameterError(f"positions must hold ints, got {chosen!r}.")
+    return chosen
+
+
+def _check_values(values: Values, what: str) -> torch.Tensor:
+    tensor = torch.as_tensor(values, dtype=torch.float32)
+    if not torch.isfinite(tensor).all():
+        raise ParameterError(
+            f"{what} holds NaN or inf, which would make every logit NaN; pass finite numbers."
+        )
+    return tensor
 
 
 def _position_index(positions: Positions, length: int) -> torch.Tensor:
@@ -151,50 +252,77 @@ def _gated(neurons: NeuronSet, model: Any) -> bool:
     return neurons.gated
 
 
-def _hooks(neurons: NeuronSet, op: str, values: Values, *, layers: Iterable[int] | None,
+def _hooks(neurons: NeuronSet, op: str, values: Values, *, layers: Iterable[int] | int | None,
            positions: Positions, model: Any = None) -> HookList:
     if not isinstance(neurons, NeuronSet):
-        raise TypeError(f"Expected a NeuronSet (e.g. neurons['fr']), got {type(neurons).__name__}.")
-    values = torch.as_tensor(values, dtype=torch.float32)
+        raise ParameterError(
+            f"Expected a NeuronSet (e.g. neurons['fr']), got {type(neurons).__name__}."
+        )
+    _, write, linear = check_site_name(neurons.site)
+    if model is not None:
+        neurons.check_model(model)
+    values = _check_values(values, "The factor or value" if op != "zero" else "values")
     if values.dim() not in (0, 2) or (values.dim() == 2 and values.shape != neurons.mask.shape):
         raise ShapeMismatchError(
             f"Values must be one number or a [layer, unit] tensor of shape "
             f"{tuple(neurons.mask.shape)}, got shape {tuple(values.shape)}."
         )
-    needs_up = op in ("set", "add") and neurons.site == "mlp" and _gated(neurons, model)
-    keep = None if layers is None else set(layers)
-    hooks: HookList = []
-    for layer, index in enumerate(neurons.indices):
-        if len(index) == 0 or (keep is not None and layer not in keep):
+    positions = _check_positions(positions)
+    chosen = neurons.resolve_layers(layers)
+    needs_up = op in ("set", "add") and linear is not None and _gated(neurons, model)
+    hooks: HookList = [(LayerCheck(*neurons.shape, neurons.site), _noop)]
+    indices = neurons.indices
+    for layer in chosen:
+        index = indices[layer]
+        if len(index) == 0:
             continue
         layer_values = values if values.dim() == 0 else values[layer, index]
         up = _UpCapture(index) if needs_up else None
         if up is not None:
-            hooks.append((f"blocks.{layer}.mlp.hook_pre_linear", up))
+            hooks.append((block_hook(layer, linear), up))  # type: ignore[arg-type]
         hook = NeuronHook(layer, index, op, layer_values, neurons.shape[1], positions, up)
-        hooks.append((f"blocks.{layer}.{_WRITE_POINTS[neurons.site]}", hook))
+        hooks.append((block_hook(layer, write), hook))
+    if len(hooks) == 1:
+        warnings.warn(
+            f"The set has no units in layers {chosen}: these hooks change nothing.",
+            EmptyInterventionWarning, stacklevel=3,
+        )
     return hooks
 
 
-def deactivate(neurons: NeuronSet, *, layers: Iterable[int] | None = None,
-               positions: Positions = None) -> HookList:
-    """Zero the units' contributions (``a_j := 0``, exact zero-ablation; Tang et al.)."""
-    return _hooks(neurons, "zero", 0.0, layers=layers, positions=positions)
+def deactivate(neurons: NeuronSet, *, layers: Iterable[int] | int | None = None,
+               positions: Positions = None, model: Any = None) -> HookList:
+    """Zero the units' contributions (``a_j := 0``, exact zero-ablation; Tang et al.).
+
+    Args:
+        neurons: the units (``sets["fr"]``).
+        layers: restrict to these layers (negative: from the last block).
+        positions: restrict to these positions of each forward pass.
+        model: check the set against this model now (else at registration).
+
+    Raises:
+        ShapeMismatchError: the set does not fit ``model``.
+        LayerIndexError: a layer in ``layers`` does not exist.
+        ParameterError: ``layers`` or ``positions`` select nothing or are not ints.
+    """
+    return _hooks(neurons, "zero", 0.0, layers=layers, positions=positions, model=model)
 
 
-def amplify(neurons: NeuronSet, factor: Values, *, layers: Iterable[int] | None = None,
-            positions: Positions = None) -> HookList:
-    """Scale the units' activations by ``factor`` (one number or ``[layer, unit]``)."""
-    return _hooks(neurons, "scale", factor, layers=layers, positions=positions)
+def amplify(neurons: NeuronSet, factor: Values, *, layers: Iterable[int] | int | None = None,
+            positions: Positions = None, model: Any = None) -> HookList:
+    """Scale the units' activations by ``factor`` (one finite number or ``[layer, unit]``)."""
+    return _hooks(neurons, "scale", factor, layers=layers, positions=positions, model=model)
 
 
-def set_activation(neurons: NeuronSet, values: Values, *, layers: Iterable[int] | None = None,
+def set_activation(neurons: NeuronSet, values: Values, *,
+                   layers: Iterable[int] | int | None = None,
                    positions: Positions = None, model: Any = None) -> HookList:
     """Set ``a_j := c`` (so ``h_j := c * u_j`` on gated MLPs), e.g. ``c = stats.mean("fr")``."""
     return _hooks(neurons, "set", values, layers=layers, positions=positions, model=model)
 
 
-def add_activation(neurons: NeuronSet, values: Values, *, layers: Iterable[int] | None = None,
+def add_activation(neurons: NeuronSet, values: Values, *,
+                   layers: Iterable[int] | int | None = None,
                    positions: Positions = None, model: Any = None) -> HookList:
     """Add ``c`` to the activations: ``a_j += c`` (``h_j += c * u_j`` on gated MLPs)."""
     return _hooks(neurons, "add", values, layers=layers, positions=positions, model=model)
@@ -209,7 +337,7 @@ def steer(
     method: Literal["additive", "replacement", "diffmean"] = "additive",
     alpha: float = 1.0,
     beta: float = 0.0,
-    layers: Iterable[int] | None = None,
+    layers: Iterable[int] | int | None = None,
     positions: Positions = None,
     model: Any = None,
 ) -> HookList:
@@ -233,36 +361,36 @@ def steer(
         positions: restrict to these positions.
         model: the model, if the sets do not record whether its MLP is gated.
     """
+    if method not in ("additive", "replacement", "diffmean"):
+        raise ParameterError(
+            f"method must be additive, replacement or diffmean, got {method!r}."
+        )
+    for name, number in (("alpha", alpha), ("beta", beta)):
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(
+                number):
+            raise ParameterError(f"{name} must be a finite number, got {number!r}.")
+    if not isinstance(neurons, NeuronSets):
+        raise ParameterError(f"steer needs NeuronSets (all groups), got {type(neurons).__name__}.")
     options = dict(layers=layers, positions=positions, model=model)
     hooks: HookList = []
     if source is not None:
-        hooks += (deactivate(neurons[source], layers=layers, positions=positions) if beta == 0
-                  else set_activation(neurons[source], beta, **options))
+        hooks += (deactivate(neurons[source], layers=layers, positions=positions, model=model)
+                  if beta == 0 else set_activation(neurons[source], beta, **options))
     mu = stats.mean(target)
     if method == "additive":
         hooks += add_activation(neurons[target], alpha * mu, **options)
     elif method == "replacement":
         hooks += set_activation(neurons[target], mu, **options)
-    elif method == "diffmean":
+    else:
         others = torch.stack([stats.mean(g) for g in stats.groups if g != target]).mean(0)
         hooks += add_activation(neurons[target], alpha * (mu - others), **options)
-    else:
-        raise ValueError(f"method must be additive, replacement or diffmean, got {method!r}.")
     return hooks
 
 
-def random_like(neurons: NeuronSet, seed: int = 0) -> NeuronSet:
-    """A random set with the same number of units per layer, disjoint from ``neurons`` if possible.
-
-    The baseline for every deactivation: a set of the same size and layer profile.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    mask = torch.zeros_like(neurons.mask)
-    for layer, count in enumerate(neurons.per_layer()):
-        if count == 0:
-            continue
-        pool = (~neurons.mask[layer]).nonzero().squeeze(1)
-        if len(pool) < count:
-            pool = torch.arange(neurons.shape[1])
-        mask[layer, pool[torch.randperm(len(pool), generator=generator)[:count]]] = True
-    return NeuronSet(mask, site=neurons.site, gated=neurons.gated)
+def __getattr__(name: str) -> Any:
+    if name == "random_like":
+        warnings.warn("lensneurons.interventions.random_like moved to lensneurons.neurons "
+                      "(ln.random_like); the old name goes in the next release.",
+                      DeprecationWarning, stacklevel=2)
+        return _random_like
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -162,7 +162,8 @@ def load(name_or_path: str | os.PathLike[str], *, dtype: torch.dtype | None = No
             file, a Hugging Face model folder, or a hub name (needs a network).
         dtype: the parameters' dtype (default ``torch.float32``). GGUF conversions are cached in
             fp32, the exact dequantized values, and cast on load.
-        device: where to put the model (default: ``"cuda"`` when available, else the CPU).
+        device: where to put the model (default: the GPU when available, else the CPU; under
+            ``torchrun`` the GPU of the process's ``LOCAL_RANK``).
         progress: show progress bars while converting.
         rebuild: convert a GGUF file again even when its cache exists.
 
@@ -181,7 +182,7 @@ def load(name_or_path: str | os.PathLike[str], *, dtype: torch.dtype | None = No
         MissingTokenizerError: the folder or file carries no tokenizer.
     """
     dtype = dtype or torch.float32
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(device or _default_device())
     name = str(name_or_path)
     hf_name: str | None = None
     if name in OFFLINE_MODELS:
@@ -207,6 +208,13 @@ def load(name_or_path: str | os.PathLike[str], *, dtype: torch.dtype | None = No
                 f"{name!r} is not a file, a folder, a hub name (org/model) or a short name of "
                 f"an offline model ({sorted(OFFLINE_MODELS)}).")
     return _load_folder(folder, hf_name or str(folder), dtype, device)
+
+
+def _default_device() -> str:
+    """``cuda:LOCAL_RANK`` (torchrun sets it; 0 otherwise) when a GPU exists, else ``cpu``."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
 
 
 def _load_folder(folder: str | Path, name: str, dtype: torch.dtype, device: torch.device) -> Any:

@@ -41,7 +41,7 @@ MAX_TRAIN_LINES = 4_000
 
 
 def data_dir(short_name: str) -> Path:
-    """The shipped statistics folder of ``short_name`` (``"gemma-3-270m"``)."""
+    """The shipped data of ``short_name`` (``"gemma-3-270m"``): ``stats/``, ``tuned_lens/``."""
     return Path(str(resources.files("lensneurons"))) / "data" / "real" / short_name
 
 
@@ -82,7 +82,7 @@ def heldout(stats: ActivationStats, languages: list[str] | None = None,
 
 def load(short_name: str, model: Any = None) -> ActivationStats:
     """The shipped statistics of ``short_name``; with ``model``, checked against it."""
-    return ActivationStats.load(data_dir(short_name), model=model)
+    return ActivationStats.load(data_dir(short_name) / "stats", model=model)
 
 
 def collect_and_save(model: Any, short_name: str, *,
@@ -93,7 +93,8 @@ def collect_and_save(model: Any, short_name: str, *,
 
     Args:
         model: the TransformerLens model.
-        short_name: its short name; the folder is :func:`data_dir` unless ``out`` is given.
+        short_name: its short name; the folder is ``data_dir(short_name) / "stats"`` unless
+            ``out`` is given (an existing result there is replaced).
         tokens_per_group: counted tokens per language.
         keep: optional statistics to keep besides the counts (fewer make a smaller file).
         out: another folder to save in.
@@ -106,5 +107,5 @@ def collect_and_save(model: Any, short_name: str, *,
     stats.meta.update({"train_digest": texts_digest(train), "languages": list(LANGUAGES),
                        "n_heldout": N_HELDOUT, "seed": SEED, "window": WINDOW,
                        "source": "gettext catalogs"})
-    stats.save(out or data_dir(short_name))
+    stats.save(out or data_dir(short_name) / "stats", overwrite=True)
     return stats

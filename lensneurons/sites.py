@@ -1,6 +1,6 @@
 """Sites: where a statistic is read and where an intervention writes.
 
-A site names a family of units in every layer. ``"mlp"`` are the MLP neurons (DESIGN.md §3):
+A site names a family of units in every layer. ``"mlp"`` are the MLP neurons (docs/design.md §4):
 
 * *active* means ``act(g) > 0``, read as the sign of the gate pre-activation at ``hook_pre``
   (equal for SiLU, GELU and ReLU; never ``h != 0`` and never the MLP output);
@@ -27,12 +27,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from einops import rearrange
 from jaxtyping import Float
 
 from lensneurons.errors import HookShapeError, UnknownSiteError
 from lensneurons.model import ModelView
 
 SITES = ("mlp", "attn.q", "attn.k", "attn.v")
+#: Per site: the hook point (without ``blocks.{l}.``) read for statistics, the one written by
+#: interventions, and the up projection of gated MLPs. The only table of these names.
+POINTS: dict[str, tuple[str, str, str | None]] = {
+    "mlp": ("mlp.hook_pre", "mlp.hook_post", "mlp.hook_pre_linear"),
+    "attn.q": ("attn.hook_q", "attn.hook_q", None),
+    "attn.k": ("attn.hook_k", "attn.hook_k", None),
+    "attn.v": ("attn.hook_v", "attn.hook_v", None),
+}
+
+
+def check_site_name(name: str) -> tuple[str, str, str | None]:
+    """The hook points of site ``name`` (read, write, up projection).
+
+    Raises:
+        UnknownSiteError: ``name`` is not a known site.
+    """
+    if name not in POINTS:
+        hint = " SAE sites ('sae:<id>') are not available yet." if str(name).startswith(
+            "sae:") else ""
+        raise UnknownSiteError(f"Unknown site {name!r}; known sites: {', '.join(SITES)}.{hint}")
+    return POINTS[name]
 
 
 @dataclass(frozen=True)
@@ -73,15 +95,14 @@ class Site:
         return None if self.linear_point is None else self.view.hook_name(layer, self.linear_point)
 
     def units(
-        self, x: torch.Tensor, hook_name: str
-    ) -> Float[torch.Tensor, "*lead width"]:
+        self, x: Float[torch.Tensor, "batch pos *unit"], hook_name: str
+    ) -> Float[torch.Tensor, "batch pos width"]:
         """``x`` as ``[..., width]`` (attention heads flattened), checked against the site's width.
 
         Raises:
             HookShapeError: the hook delivered a tensor of another width (an adapter gap).
         """
-        if not self.is_mlp and x.dim() == 4:
-            x = x.flatten(-2)
+        x = flatten_heads(x)
         if x.shape[-1] != self.width:
             raise HookShapeError(
                 f"Hook {hook_name!r} gave a tensor of width {x.shape[-1]}, but site "
@@ -91,9 +112,33 @@ class Site:
             )
         return x
 
-    def values(self, read: torch.Tensor) -> torch.Tensor:
+    def values(self, read: Float[torch.Tensor, "*shape"]) -> Float[torch.Tensor, "*shape"]:
         """Activation values from the tensor read at ``read_point`` (``act(g)`` for ``"mlp"``)."""
         return self.view.act_fn(read) if self.is_mlp else read
+
+
+def flatten_heads(
+    x: Float[torch.Tensor, "batch pos head d_head"] | Float[torch.Tensor, "batch pos unit"],
+) -> Float[torch.Tensor, "batch pos unit"]:
+    """Attention hooks give ``[batch, pos, head, d_head]``: flatten the heads into units.
+
+    Other tensors (MLP ``[batch, pos, d_mlp]``) are returned as they are. The result is a view,
+    so editing it edits ``x``.
+
+    Examples:
+        >>> import torch
+        >>> flatten_heads(torch.zeros(2, 5, 4, 8)).shape
+        torch.Size([2, 5, 32])
+    """
+    return rearrange(x, "b p head d -> b p (head d)") if x.dim() == 4 else x
+
+
+def unflatten_heads(
+    flat: Float[torch.Tensor, "batch pos unit"], like: Float[torch.Tensor, "batch pos *shape"],
+) -> Float[torch.Tensor, "batch pos *shape"]:
+    """Undo :func:`flatten_heads` for a tensor shaped like ``like``."""
+    return rearrange(flat, "b p (head d) -> b p head d", head=like.shape[2]) if (
+        like.dim() == 4) else flat
 
 
 def get_site(model: Any, name: str = "mlp") -> Site:
@@ -106,13 +151,9 @@ def get_site(model: Any, name: str = "mlp") -> Site:
     Raises:
         UnknownSiteError: ``name`` is not a known site.
     """
+    read, write, linear = check_site_name(name)
     view = model if isinstance(model, ModelView) else ModelView(model)
     if name == "mlp":
-        linear = "mlp.hook_pre_linear" if view.gated else None
-        return Site(name, "mlp.hook_pre", "mlp.hook_post", linear, view.d_mlp, view)
-    if name in ("attn.q", "attn.k", "attn.v"):
-        heads = view.n_heads if name == "attn.q" else view.n_kv_heads
-        point = f"attn.hook_{name[-1]}"
-        return Site(name, point, point, None, heads * view.d_head, view)
-    hint = " SAE sites ('sae:<id>') are not available yet." if name.startswith("sae:") else ""
-    raise UnknownSiteError(f"Unknown site {name!r}; known sites: {', '.join(SITES)}.{hint}")
+        return Site(name, read, write, linear if view.gated else None, view.d_mlp, view)
+    heads = view.n_heads if name == "attn.q" else view.n_kv_heads
+    return Site(name, read, write, None, heads * view.d_head, view)

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
 import torch
-from jaxtyping import Float, Int
-from tqdm.auto import tqdm
+from jaxtyping import Float, Int, Real
 
-from lensneurons._accumulators import Accumulators
 from lensneurons._io import load_result, save_result
-from lensneurons.corpus import Corpus
 from lensneurons.errors import (
+    CorruptResultError,
     EmptyGroupError,
     MissingStatisticError,
     ModelMismatchError,
@@ -42,7 +42,6 @@ from lensneurons.errors import (
     UnknownGroupError,
 )
 from lensneurons.model import ModelView
-from lensneurons.sites import get_site
 
 _OPTIONAL = ("sum", "sum_sq", "max", "seq_mean_max", "seq_mean_median", "n_sequences")
 
@@ -195,12 +194,16 @@ class ActivationStats:
         kept = {k: (None if v is None else v[idx]) for k, v in kept.items()}
         return replace(self, groups=list(groups), **kept)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Save into the folder ``path`` as ``stats.safetensors`` + ``stats.json``."""
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Save as the folder ``path`` (``stats.safetensors`` + ``stats.json``), atomically.
+
+        Raises:
+            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
+        """
         tensors = {name: getattr(self, name) for name in ("n_tokens", "active", *_OPTIONAL)
                    if getattr(self, name) is not None}
         save_result(path, "stats", tensors,
-                    {"groups": self.groups, "site": self.site, **self.meta})
+                    {**self.meta, "groups": self.groups, "site": self.site}, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: Any = None) -> ActivationStats:
@@ -215,98 +218,81 @@ class ActivationStats:
             ModelMismatchError: ``model`` is not the model the statistics were collected with.
         """
         tensors, meta = load_result(path, "stats")
-        groups, site = meta.pop("groups"), meta.pop("site")
-        for key in ("kind", "format_version", "lensneurons_version"):
-            meta.pop(key, None)
+        groups, site = meta.pop("groups", None), meta.pop("site", None)
+        known = {"n_tokens", "active", *_OPTIONAL}
+        if (not isinstance(groups, list) or not isinstance(site, str)
+                or not {"n_tokens", "active"} <= set(tensors) or not set(tensors) <= known
+                or tensors["n_tokens"].shape != (len(groups),)):
+            raise CorruptResultError(
+                f"The statistics in {path} are damaged: groups, site or tensors are missing or "
+                "disagree. Collect and save them again."
+            )
         if model is not None and "fingerprint" in meta:
             ModelView(model).check_fingerprint(meta["fingerprint"], f"The statistics in {path}")
-        return cls(groups=groups, site=site, meta=meta, **tensors)
+        try:
+            return cls(groups=groups, site=site, meta=meta, **tensors)
+        except ShapeMismatchError as err:
+            raise CorruptResultError(f"The statistics in {path} are damaged: {err}") from None
 
     @classmethod
     def from_counts(
         cls,
-        counts: dict[str, torch.Tensor],
-        n_tokens: dict[str, int | torch.Tensor],
+        counts: Mapping[str, Real[torch.Tensor, "layer unit"] | np.ndarray
+                        | Sequence[Sequence[int | float]]],
+        n_tokens: Mapping[str, int | float | np.number | Real[torch.Tensor, ""]],
         *,
         site: str = "mlp",
     ) -> ActivationStats:
         """Statistics from activation counts made elsewhere (e.g. a paper's released files).
 
         Args:
-            counts: ``{group: Tensor[layer, unit]}`` tokens with the unit active.
+            counts: ``{group: Tensor[layer, unit]}`` tokens with the unit active (whole
+                numbers; integer or integral float tensors, numpy arrays or nested lists).
             n_tokens: ``{group: tokens counted}``.
             site: where the counts were read.
 
         Raises:
             ShapeMismatchError: groups or shapes disagree.
             NegativeCountError: a count is negative.
+            ParameterError: a count is not a whole number (probabilities instead of counts:
+                multiply them by ``n_tokens``), NaN, or a boolean mask.
+
+        Warns:
+            UserWarning: a count exceeds its group's ``n_tokens``.
+
+        Examples:
+            >>> stats = ActivationStats.from_counts({"en": torch.tensor([[3, 0]])}, {"en": 4})
+            >>> stats.probs()[0].tolist()
+            [[0.75, 0.0]]
         """
+        from lensneurons._checks import mapping, whole_counts
+
+        mapping(counts, "counts", "{group: Tensor[layer, unit]}")
+        mapping(n_tokens, "n_tokens", "{group: int}")
         if set(counts) != set(n_tokens):
             raise ShapeMismatchError(
                 f"counts and n_tokens name different groups: {sorted(counts)} and "
                 f"{sorted(n_tokens)}."
             )
-        shapes = {tuple(c.shape) for c in counts.values()}
+        groups = list(counts)
+        active = {g: whole_counts(counts[g], f"counts[{g!r}]") for g in groups}
+        shapes = {tuple(c.shape) for c in active.values()}
         if len(shapes) > 1 or any(len(s) != 2 for s in shapes):
             raise ShapeMismatchError(f"Every count tensor must be [layer, unit]; got {shapes}.")
-        groups = list(counts)
+        totals = [whole_counts(n_tokens[g], f"n_tokens[{g!r}]") for g in groups]
+        if any(t.numel() != 1 for t in totals):
+            raise ShapeMismatchError("Every n_tokens value must be one number per group.")
         return cls(
             groups=groups,
-            n_tokens=torch.tensor([int(n_tokens[g]) for g in groups], dtype=torch.int64),
-            active=torch.stack([counts[g].to(torch.int64) for g in groups]),
+            n_tokens=torch.stack([t.reshape(()) for t in totals]),
+            active=torch.stack([active[g] for g in groups]),
             site=site,
         )
 
 
-def collect(
-    model: Any,
-    corpus: Corpus,
-    *,
-    site: str = "mlp",
-    batch_size: int = 8,
-    max_tokens_per_group: int | None = None,
-    sequence_stats: bool = False,
-    progress: bool = True,
-) -> ActivationStats:
-    """Collect :class:`ActivationStats` of ``corpus`` on ``model`` in one streaming pass.
 
-    Each forward pass stops at the last layer's read hook: the rest of the last block and the
-    unembedding are never computed (most of a pass on a large-vocabulary model).
+# The engine lives in lensneurons._collect (checkpoints, Ctrl-C, torchrun); it is re-exported here
+# so that ``lensneurons.stats.collect`` keeps working. Imported last: it needs ActivationStats.
+from lensneurons._collect import collect  # noqa: E402
 
-    Args:
-        model: a TransformerLens model (``TransformerBridge`` or ``HookedTransformer``).
-        corpus: the texts or examples per group.
-        site: where to read (``"mlp"``: gate pre-activation sign and ``act(g)``).
-        batch_size: sequences per forward pass.
-        max_tokens_per_group: stop each group at this many counted tokens.
-        sequence_stats: also keep the max and median over sequences of each sequence's mean
-            activation (Rahmanisa et al.). The median needs every per-sequence mean on the CPU
-            (``sequences x layers x units`` floats), so memory then grows with the corpus.
-        progress: show a progress bar.
-
-    Returns:
-        Statistics on the CPU.
-
-    Raises:
-        HookShapeError: a hook gave a tensor of another width than the site (an adapter gap).
-        UnknownSiteError: ``site`` is unknown or missing on this model.
-    """
-    view = ModelView(model)
-    where = get_site(view, site)
-    tokenized = corpus.tokenize(view).limit(max_tokens_per_group)
-    acc = Accumulators(where, len(corpus.groups), sequence_stats)
-    n_tokens = torch.zeros(len(corpus.groups), dtype=torch.int64)
-    device = view.input_device
-    last_read = where.read_hook(view.n_layers - 1)  # no statistic needs anything after it
-    with torch.inference_mode(), view.model.hooks(fwd_hooks=acc.hooks()):
-        for batch in tqdm(tokenized.batches(batch_size), total=tokenized.n_batches(batch_size),
-                          desc="collect", disable=not progress):
-            acc.start(batch)
-            view.run_until(batch.tokens.to(device), last_read)
-            acc.finish()
-            n_tokens += batch.n_counted
-    return ActivationStats(
-        groups=corpus.groups, n_tokens=n_tokens, site=site, **acc.results(),
-        meta={"fingerprint": view.fingerprint(), "gated": view.gated, "corpus": repr(corpus),
-              "max_tokens_per_group": max_tokens_per_group},
-    )
+__all__ = ["ActivationStats", "collect"]

@@ -29,8 +29,10 @@ import torch
 from lensneurons.errors import (
     EmptyGroupError,
     EmptyTokenizationError,
+    InvalidTextError,
     LensNeuronsError,
     NoGroupsError,
+    ParameterError,
     ShapeMismatchError,
 )
 from lensneurons.model import ModelView
@@ -72,7 +74,7 @@ def _select(neurons: Any, groups: Sequence[str] | None) -> tuple[NeuronSets, dic
     elif isinstance(neurons, Mapping):
         all_sets = NeuronSets(neurons)
     else:
-        raise TypeError(
+        raise ParameterError(
             f"Expected NeuronSets (e.g. from ln.lape), a {{group: NeuronSet}} mapping or one "
             f"NeuronSet, got {type(neurons).__name__}."
         )
@@ -99,7 +101,7 @@ def _encode(view: ModelView, text: str) -> tuple[torch.Tensor, int]:
     The BOS comes first when the model expects one (:attr:`ModelView.bos_token_id`).
     """
     if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}.")
+        raise InvalidTextError(f"text must be a string, got {type(text).__name__}.")
     ids = list(view.tokenizer(text, add_special_tokens=False)["input_ids"])
     if not ids:
         raise EmptyTokenizationError(
@@ -352,7 +354,7 @@ def save_html(view: Any, path: str | os.PathLike[str], *, title: str = "Token ac
     elif isinstance(view, str):
         fragment = view
     else:
-        raise TypeError(
+        raise ParameterError(
             f"Expected a TokenView, a circuitsvis RenderedHTML or an HTML string, got "
             f"{type(view).__name__}."
         )

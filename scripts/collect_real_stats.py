@@ -27,4 +27,4 @@ for name in args.names:
     n = int(stats.n_tokens.sum())
     seconds = time.monotonic() - start
     print(f"{name}: {stats}\n  {n} tokens in {seconds:.0f} s ({n / seconds:.0f} tokens/s, "
-          f"load included) -> {real_stats.data_dir(name)}")
+          f"load included) -> {real_stats.data_dir(name) / 'stats'}")

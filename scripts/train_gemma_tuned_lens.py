@@ -152,7 +152,7 @@ def main() -> None:
     if args.validate:
         print(json.dumps(info))
         return
-    lens.save(args.out, dtype=torch.bfloat16)
+    lens.save(args.out, dtype=torch.bfloat16, overwrite=True)
     size = sum(f.stat().st_size for f in args.out.iterdir())
     print(f"saved {args.out} ({size / 2**20:.1f} MiB)")
 

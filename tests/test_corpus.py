@@ -73,11 +73,16 @@ def test_batches_cover_every_token_once(llama_model):
 
 
 def test_bad_input_raises_typed_errors(llama_model):
-    with pytest.raises(ln.NoGroupsError):
+    with pytest.raises(ln.errors.NoGroupsError):
         ln.Corpus.from_texts({})
-    with pytest.raises(ln.EmptyGroupError, match="'fr'"):
+    with pytest.raises(ln.errors.EmptyGroupError, match="'fr'"):
         ln.Corpus.from_texts({"en": ["a"], "fr": []})
     with pytest.raises(TypeError, match="list of texts"):
         ln.Corpus.from_texts({"en": "a single string"})
-    with pytest.raises(ln.EmptyTokenizationError, match="'fr'"):
-        ln.Corpus.from_texts({"en": ["a"], "fr": ["", ""]}).tokenize(llama_model)
+    with pytest.raises(ln.errors.EmptyGroupError, match="'fr'.*whitespace"):
+        ln.Corpus.from_texts({"en": ["a"], "fr": ["", " \n"]})
+    # a response that the tokenizer merges into the prompt's last token has no token of its own
+    assert ln.Corpus.from_texts({"x": ["The"]}).tokenize(llama_model).n_tokens.item() == 1
+    merged = ln.Corpus.from_examples({"en": [("a", "b")], "fr": [("Th", "e")]})
+    with pytest.raises(ln.errors.EmptyTokenizationError, match="'fr'"):
+        merged.tokenize(llama_model)

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import lensneurons as ln
-from lensneurons import evaluate
+from lensneurons import deltas
+from lensneurons.errors import EvaluationInterrupted
 from lensneurons.evaluate import SequenceNLL
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog runs."],
@@ -169,7 +170,7 @@ def test_matrix_per_sequence_data_survive_pandas(organism, heldout, ru_neurons, 
     matrix.to_csv(tmp_path / "matrix.csv")
     back = pd.read_csv(tmp_path / "matrix.csv", index_col=0)
     assert ln.nll_delta(back).to_numpy() == pytest.approx(ln.nll_delta(matrix).to_numpy())
-    with pytest.raises(ln.MissingStatisticError, match="perplexity_matrix"):
+    with pytest.raises(ln.errors.MissingStatisticError, match="perplexity_matrix"):
         ln.nll_delta(back, interval=0.95)
     with pytest.raises(ValueError, match="interval"):
         ln.nll_delta(matrix, interval=95)
@@ -189,11 +190,60 @@ def test_interval_contains_delta_and_narrows_with_more_text(organism, heldout, r
             ln.nll_delta(matrix).rename_axis(index="deactivated", columns="evaluated"))
         assert (ci.loc["none", ["delta", "low", "high"]] == 0).all().all()
         cell = ci.loc[("ru", "ru")]
-        assert cell["low"] <= cell["delta"] <= cell["high"]
         assert cell["low"] > 0  # layer 0's MLP off: clearly worse
+        # the percentile interval agrees with the delta method's normal interval of the ratio
+        # sum(d_i) / sum(n_i) over resampled sequences: SE = sqrt(sum((d_i - delta n_i)^2)) / N
+        seqs = matrix.attrs["per_sequence"]
+        chosen = (seqs["none"].group == "ru") & (seqs["none"].n_tokens > 0)
+        diffs = seqs["ru"].nll_sum[chosen] - seqs["none"].nll_sum[chosen]
+        n_tok = seqs["none"].n_tokens[chosen]
+        se = np.sqrt(((diffs - cell["delta"] * n_tok) ** 2).sum()) / n_tok.sum()
+        assert cell["high"] - cell["low"] == pytest.approx(2 * 1.959964 * se, rel=0.25)
         widths.append(cell["high"] - cell["low"])
     assert ci.loc[("ru", "ru"), "n_sequences"] == 32
     assert widths[1] < 0.7 * widths[0]
+
+
+def test_ctrl_c_keeps_the_finished_rows(organism, heldout, ru_neurons):
+    """A KeyboardInterrupt from a hook in the second row's first pass: row 'none' survives."""
+    first_row = heldout.tokenize(organism).n_batches(8)
+    passes = []
+
+    def interrupt_second_row(x, hook):
+        passes.append(1)
+        if len(passes) > first_row:
+            raise KeyboardInterrupt
+
+    def n_hooks():
+        return sum(len(point._forward_hooks) for point in organism.hook_dict.values())
+
+    with organism.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", interrupt_second_row)]):
+        before = n_hooks()
+        with pytest.raises(EvaluationInterrupted,
+                           match=r"in row 'ru'; 1 of 2 rows had finished \(none\)") as info:
+            ln.perplexity_matrix(organism, heldout, ru_neurons, random_baseline=False,
+                                 progress=False)
+        assert n_hooks() == before  # the deactivation hooks of the row were removed
+    stop = info.value
+    assert isinstance(stop, KeyboardInterrupt) and not isinstance(stop, Exception)
+    assert isinstance(stop.__cause__, KeyboardInterrupt)
+    assert stop.finished == ["none"] and stop.stopped_at == "ru"
+    assert list(stop.partial.index) == ["none"] and list(stop.partial.columns) == ["fr", "ru"]
+    clean = ln.perplexity(organism, heldout, progress=False)
+    assert stop.partial.loc["none"].tolist() == clean["mean_nll"].tolist()
+    assert stop.partial.attrs["per_sequence"]["none"] == clean.attrs["per_sequence"]
+    assert len(passes) == first_row + 1  # nothing ran after the interrupt
+
+
+def test_ctrl_c_before_any_row_gives_an_empty_partial(organism, heldout, ru_neurons):
+    def interrupt(x, hook):
+        raise KeyboardInterrupt
+
+    with organism.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", interrupt)]):
+        with pytest.raises(EvaluationInterrupted, match="row 'none'; 0 of 2") as info:
+            ln.perplexity_matrix(organism, heldout, ru_neurons, random_baseline=False,
+                                 progress=False)
+    assert info.value.partial.empty and list(info.value.partial.columns) == ["fr", "ru"]
 
 
 GROUPS = ("en", "fr")
@@ -227,7 +277,7 @@ def synthetic_sequences(seed=1, m=(30, 40)):
 
 @pytest.mark.parametrize("block", [1 << 22, 7])  # resamples drawn at once or in blocks
 def test_bootstrap_equals_brute_force_numpy(monkeypatch, block):
-    monkeypatch.setattr(evaluate, "_BOOTSTRAP_BLOCK", block)
+    monkeypatch.setattr(deltas, "_BOOTSTRAP_BLOCK", block)
     group, n_tokens, none = synthetic_sequences()
     hurt = none + np.random.default_rng(2).normal(0.3, 0.4, size=len(group)) * n_tokens
     matrix = synthetic_matrix({"none": none, "fr": hurt}, group, n_tokens)
@@ -270,5 +320,3 @@ def test_sequence_nll_is_an_immutable_value():
     assert data != SequenceNLL(GROUPS, group, none + 1, n_tokens)
     with pytest.raises(ValueError):
         data.nll_sum[0] = 1.0
-    with pytest.raises(ValueError, match="one entry per sequence"):
-        SequenceNLL(GROUPS, group[:-1], none, n_tokens)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -97,20 +98,30 @@ def test_prompt_shapes_and_seeds():
 
 
 # --- latent language -----------------------------------------------------------------------
+# The tiny models have a context of 64 tokens: prompts without demonstrations fit in it (a longer
+# prompt raises ContextLengthError; it was once silently truncated to its first 64 tokens).
 def test_latent_language_counts_and_intervals(llama_model):
-    items = prompts.translation(src="fr", tgt="ru", limit=24)
+    items = prompts.translation(src="fr", tgt="ru", limit=24, n_demos=0)
     res = latent_language(llama_model, items)
     assert res.languages == ("en", "ru")
     assert res.n_items + sum(res.dropped.values()) == 24
     assert res.probs.shape == (llama_model.cfg.n_layers, res.n_items, 2)
     lo, hi = res.interval("en")
-    assert (lo <= res.mean("en")).all() and (res.mean("en") <= hi).all()
+    x = res.values("en").double().numpy()  # [layer, item]
+    half = 1.959964 * x.std(1, ddof=1) / np.sqrt(x.shape[1])  # mean +- z s / sqrt(n)
+    assert lo.numpy() == pytest.approx(x.mean(1) - half, rel=1e-5, abs=1e-7)
+    assert hi.numpy() == pytest.approx(x.mean(1) + half, rel=1e-5, abs=1e-7)
     assert set(res.single_token_fraction) == {"en", "ru"}
     frame = res.to_dataframe()
     assert set(frame["quantity"]) == {"en", "ru", "entropy"}
     boot = latent_language(llama_model, items, ci="bootstrap")
     blo, bhi = boot.interval("ru")
-    assert (blo <= bhi).all()
+    nlo, nhi = res.interval("ru")
+    # the percentile bootstrap of a mean is about as wide as the normal interval...
+    assert (bhi - blo).numpy() == pytest.approx((nhi - nlo).numpy(), rel=0.35)
+    # ...and seeded: the same seed gives the same bounds, another seed others
+    assert torch.equal(boot.interval("ru", seed=3)[0], boot.interval("ru", seed=3)[0])
+    assert not torch.equal(boot.interval("ru", seed=3)[0], boot.interval("ru", seed=4)[0])
     fig = res.plot()
     assert fig.axes
 
@@ -122,13 +133,13 @@ def test_latent_language_drops_overlapping_and_unknown(llama_model):
                        words={"en": "dog"})
     with pytest.raises(NoItemsLeftError, match="dropped"):
         latent_language(llama_model, [same, missing])
-    good = prompts.translation(src="fr", tgt="ru", limit=10)
+    good = prompts.translation(src="fr", tgt="ru", limit=10, n_demos=0)
     res = latent_language(llama_model, [same, missing, *good], languages=("en", "ru"))
     assert res.dropped.get("missing_word", 0) >= 2  # neither "same" nor "missing" has "ru"
 
 
 def test_latent_language_under_hooks_changes(llama_model):
-    items = prompts.translation(src="fr", tgt="ru", limit=12)
+    items = prompts.translation(src="fr", tgt="ru", limit=12, n_demos=0)
     base = latent_language(llama_model, items)
     with llama_model.hooks(fwd_hooks=[("blocks.0.hook_resid_post", lambda x, hook: 3 * x)]):
         hooked = latent_language(llama_model, items)
@@ -141,14 +152,15 @@ def test_stage_split_from_n1_n2_and_curves(llama_model):
         "understanding": [1, 2], "task_solving": [3, 4, 5], "generation": [6, 7, 8]}
     with pytest.raises(ValueError):
         stage_split(n_layers=4, n1=3, n2=3)
-    res = latent_language(llama_model, prompts.translation(src="fr", tgt="ru", limit=12))
+    items = prompts.translation(src="fr", tgt="ru", limit=12, n_demos=0)
+    res = latent_language(llama_model, items)
     stages = stage_split(res)
     flat = stages["understanding"] + stages["task_solving"] + stages["generation"]
     assert flat == res.layers
 
 
 def test_mwork_view(llama_model):
-    items = prompts.translation(src="fr", tgt="ru", limit=12)
+    items = prompts.translation(src="fr", tgt="ru", limit=12, n_demos=0)
     mask = torch.zeros(llama_model.cfg.n_layers, llama_model.cfg.d_mlp, dtype=torch.bool)
     mask[1, :20] = True
 

@@ -6,9 +6,9 @@ import _models
 import pytest
 import torch
 
+from lensneurons.errors import VocabularyError
 from lensneurons.lens import (
     EmptyTokenSetError,
-    LensResult,
     PositionOutOfRangeError,
     ReadoutError,
     logit_lens,
@@ -47,14 +47,15 @@ def test_intermediate_layer_recomputes_final_norm(llama_model):
 def test_shapes_dataframe_and_top_tokens(llama_model):
     result = logit_lens(llama_model, PROMPTS, token_sets={"x": [5], "y": [6, 7]}, top_k=4)
     n = llama_model.cfg.n_layers
-    assert isinstance(result, LensResult)
     assert result.layers == list(range(1, n + 1))
     assert result.entropy.shape == (n, 3)
     assert result.set_probs.shape == (n, 3, 2)
     assert result.top_ids.shape == (n, 3, 4)
     tokens = result.top_tokens(2)
     assert len(tokens) == n and len(tokens[0]) == 3 and len(tokens[0][0]) == 2
-    assert isinstance(tokens[0][0][0][0], str)
+    top = result.top_ids[0, 0, 0].item()
+    assert tokens[0][0][0] == (llama_model.tokenizer.decode([top]),
+                               pytest.approx(result.top_probs[0, 0, 0].item()))
     frame = result.to_dataframe()
     assert len(frame) == n * 3
     assert {"layer", "entropy_bits", "top_token", "p_x", "p_y"} <= set(frame.columns)
@@ -136,7 +137,7 @@ def test_bad_positions_layers_and_sets(llama_model):
         logit_lens(llama_model, "Hi", layers=[99])
     with pytest.raises(EmptyTokenSetError, match="empty"):
         logit_lens(llama_model, "Hi", token_sets={"none": [[]]})
-    with pytest.raises(EmptyTokenSetError, match="outside the vocabulary"):
+    with pytest.raises(VocabularyError, match="outside the vocabulary"):
         logit_lens(llama_model, "Hi", token_sets={"big": [10**7]})
 
 

@@ -7,7 +7,13 @@ import torch
 
 organism = pytest.importorskip("lensneurons.organism")
 
-from lensneurons.lens import latent_language, logit_lens, mwork, prompts  # noqa: E402
+from lensneurons.lens import (  # noqa: E402
+    latent_language,
+    logit_lens,
+    mwork,
+    prompts,
+    start_tokens,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +33,15 @@ def test_organism_last_layer_and_languages(model):
 
 @pytest.mark.parametrize("tgt", ["de", "ru"])
 def test_organism_latent_language(model, tgt):
-    res = latent_language(model, prompts.translation(src="fr", tgt=tgt, limit=40))
+    items = prompts.translation(src="fr", tgt=tgt, limit=40)
+    res = latent_language(model, items)
     assert res.n_items >= 10
-    assert 0 <= res.single_token_fraction[tgt] <= 1
-    assert (res.mean(tgt)[-1] >= 0).all()
+    words = sorted({it.words[tgt] for it in items})
+    singles = [start_tokens(model.tokenizer, w).single_token for w in words]
+    assert res.single_token_fraction[tgt] == sum(singles) / len(words)
+    p_tgt, p_en = res.mean(tgt), res.mean("en")
+    assert p_tgt[-1] > 2 * p_tgt[0]  # the target language rises toward the output...
+    assert p_en[-1] < p_en[0]  # ...while English falls
 
 
 def test_organism_mwork_with_hooks(model):

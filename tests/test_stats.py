@@ -59,11 +59,19 @@ def test_padding_and_batching_do_not_change_stats(llama_model):
 def test_probabilities_mean_std(llama_model):
     stats = ln.collect(llama_model, ln.Corpus.from_texts(TEXTS), progress=False)
     probs = stats.probs()
-    assert ((probs >= 0) & (probs <= 1)).all()
     torch.testing.assert_close(probs[1], stats.active[1].double() / stats.n_tokens[1])
-    assert stats.mean("fr").shape == stats.std("fr").shape == (2, 128)
-    assert (stats.std("fr") >= 0).all()
-    with pytest.raises(ln.UnknownGroupError, match="'de'"):
+    site = ln.get_site(llama_model, "mlp")
+    values = []
+    for seq in ln.Corpus.from_texts(TEXTS).tokenize(llama_model).sequences:
+        if seq.group == 1:
+            _, cache = llama_model.run_with_cache(seq.tokens[None])
+            values.append(site.values(cache["blocks.0.mlp.hook_pre"][0][seq.counted]))
+    values = torch.cat(values).double()
+    torch.testing.assert_close(stats.mean("fr")[0].double(), values.mean(0), rtol=1e-4,
+                               atol=1e-5)
+    torch.testing.assert_close(stats.std("fr")[0].double(), values.std(0, correction=0),
+                               rtol=1e-3, atol=1e-5)
+    with pytest.raises(ln.errors.UnknownGroupError, match="'de'"):
         stats.mean("de")
 
 
@@ -101,8 +109,9 @@ def test_sequence_stats(llama_model):
     means = torch.stack(means)
     torch.testing.assert_close(stats.seq_mean_max_of("fr")[1], means.amax(0), rtol=1e-4, atol=1e-5)
     assert stats.n_sequences.tolist() == [3, 2, 2]
-    median = stats.seq_mean_median_of("fr")[1]
-    assert ((median >= means.amin(0) - 1e-2) & (median <= means.amax(0) + 1e-2)).all()
+    # half precision per-sequence means; torch's median of an even count is the lower middle
+    torch.testing.assert_close(stats.seq_mean_median_of("fr")[1], means.median(0).values,
+                               rtol=1e-2, atol=1e-2)
 
 
 def test_save_load_roundtrip_and_model_check(tmp_path, llama_model, arch_model):
@@ -114,7 +123,7 @@ def test_save_load_roundtrip_and_model_check(tmp_path, llama_model, arch_model):
     assert loaded.groups == stats.groups and torch.equal(loaded.active, stats.active)
     torch.testing.assert_close(loaded.mean("ru"), stats.mean("ru"))
     if arch_model is not llama_model:
-        with pytest.raises(ln.ModelMismatchError):
+        with pytest.raises(ln.errors.ModelMismatchError):
             ln.ActivationStats.load(tmp_path / "stats", model=arch_model)
 
 
@@ -140,8 +149,8 @@ def test_hook_width_mismatch_is_a_typed_error(llama_model, monkeypatch):
     real = ln.get_site(llama_model, "mlp")
     wrong = ln.Site(real.name, real.read_point, real.write_point, real.linear_point,
                     real.width + 1, real.view)
-    monkeypatch.setattr("lensneurons.stats.get_site", lambda view, name: wrong)
-    with pytest.raises(ln.HookShapeError, match="blocks.0.mlp.hook_pre"):
+    monkeypatch.setattr("lensneurons._collect.get_site", lambda view, name: wrong)
+    with pytest.raises(ln.errors.HookShapeError, match="blocks.0.mlp.hook_pre"):
         ln.collect(llama_model, ln.Corpus.from_texts(TEXTS), progress=False)
 
 
@@ -149,15 +158,15 @@ def test_from_counts_validation():
     counts = {"en": torch.tensor([[3, 0]]), "fr": torch.tensor([[1, 2]])}
     stats = ln.ActivationStats.from_counts(counts, {"en": 4, "fr": 2})
     assert stats.probs()[1].tolist() == [[0.5, 1.0]]
-    with pytest.raises(ln.NegativeCountError):
+    with pytest.raises(ln.errors.NegativeCountError):
         ln.ActivationStats.from_counts({"en": torch.tensor([[-1, 0]])}, {"en": 4})
-    with pytest.raises(ln.EmptyGroupError):
+    with pytest.raises(ln.errors.EmptyGroupError):
         ln.ActivationStats.from_counts({"en": torch.tensor([[0, 0]])}, {"en": 0})
     with pytest.warns(UserWarning, match="exceed"):
         ln.ActivationStats.from_counts({"en": torch.tensor([[5, 0]])}, {"en": 4})
-    with pytest.raises(ln.MissingStatisticError, match="sum"):
+    with pytest.raises(ln.errors.MissingStatisticError, match="sum"):
         stats.mean("en")
-    with pytest.raises(ln.ShapeMismatchError):
+    with pytest.raises(ln.errors.ShapeMismatchError):
         ln.ActivationStats.from_counts({"en": torch.zeros(2, 3)}, {"fr": 3})
 
 

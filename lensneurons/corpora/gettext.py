@@ -23,6 +23,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from lensneurons.errors import ParameterError
+
 __all__ = [
     "ENGLISH",
     "clean_string",
@@ -250,7 +252,7 @@ def split_heldout(
         ``(train, heldout)`` with the same groups.
 
     Raises:
-        ValueError: a group has no more than ``n_heldout`` lines.
+        ParameterError: a group has no more than ``n_heldout`` lines.
 
     Example:
         >>> train, heldout = split_heldout({"en": [f"line {i}" for i in range(10)]}, n_heldout=3)
@@ -263,7 +265,7 @@ def split_heldout(
     train, heldout = {}, {}
     for group, lines in texts.items():
         if len(lines) <= n_heldout:
-            raise ValueError(
+            raise ParameterError(
                 f"{group!r} has {len(lines)} lines, not more than n_heldout={n_heldout}; "
                 "ask for fewer held-out lines or add text.")
         order = list(lines)

@@ -25,6 +25,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Literal
 
+from lensneurons.errors import ParameterError, UnknownGroupError
+
 __all__ = ["HELDOUT_EVERY", "SAMPLE_LANGUAGES", "Split", "load_sample"]
 
 Split = Literal["train", "heldout", "all"]
@@ -57,8 +59,8 @@ def load_sample(
         ``{language: [sentence, ...]}``, parallel across languages.
 
     Raises:
-        KeyError: If a language is not in the sample.
-        ValueError: If ``split`` is unknown.
+        UnknownGroupError: a language is not in the sample.
+        ParameterError: ``split`` is unknown.
 
     Example:
         >>> load_sample(["de"], split="train")["de"][0]
@@ -66,12 +68,14 @@ def load_sample(
 
     """
     if split not in ("train", "heldout", "all"):
-        raise ValueError(f"split must be 'train', 'heldout' or 'all', not {split!r}")
+        raise ParameterError(f"split must be 'train', 'heldout' or 'all', not {split!r}.")
     data = _read()
     wanted = list(languages) if languages is not None else list(data)
     missing = [lang for lang in wanted if lang not in data]
     if missing:
-        raise KeyError(f"languages not in the written sample: {missing}; have {list(data)}")
+        raise UnknownGroupError(
+            f"Languages not in the written sample: {missing}; it has {list(data)}."
+        )
 
     def keep(i: int) -> bool:
         heldout = i % HELDOUT_EVERY == HELDOUT_EVERY - 1

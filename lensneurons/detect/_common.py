@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from jaxtyping import Bool, Float
 
-from lensneurons.errors import TooFewGroupsError
+from lensneurons.errors import ParameterError, TooFewGroupsError
 from lensneurons.stats import ActivationStats
 
 
@@ -13,14 +14,20 @@ def probabilities(stats: ActivationStats, method: str) -> Float[torch.Tensor, "l
     """Activation probabilities ``[layer, unit, group]``; at least two groups are required.
 
     Raises:
+        ParameterError: ``stats`` is not an :class:`ActivationStats`.
         TooFewGroupsError: fewer than two groups.
     """
+    if not isinstance(stats, ActivationStats):
+        raise ParameterError(
+            f"{method} reads ActivationStats, got {type(stats).__name__}. Collect them with "
+            "ln.collect(model, corpus), or build them with ActivationStats.from_counts(...)."
+        )
     if len(stats.groups) < 2:
         raise TooFewGroupsError(
             f"{method} compares groups, but the statistics hold only {stats.groups}. "
             "Collect at least two groups (e.g. two languages)."
         )
-    return stats.probs().permute(1, 2, 0)
+    return rearrange(stats.probs(), "group layer unit -> layer unit group")
 
 
 def entropy(probs: Float[torch.Tensor, "*units group"]) -> Float[torch.Tensor, " *units"]:
@@ -31,14 +38,29 @@ def entropy(probs: Float[torch.Tensor, "*units group"]) -> Float[torch.Tensor, "
     return -(normed * logs).sum(-1)
 
 
-def kth_smallest(values: torch.Tensor, rate: float) -> float:
+def n_selected(top_rate: float, n_units: int, method: str) -> int:
+    """``round(top_rate * n_units)``: how many units a ``top_rate`` selects.
+
+    Raises:
+        ParameterError: the rate selects no unit at all (below ``0.5 / n_units``).
+    """
+    count = round(top_rate * n_units)
+    if count < 1:
+        raise ParameterError(
+            f"{method}: top_rate={top_rate!r} selects round({top_rate!r} x {n_units}) = 0 of the "
+            f"{n_units} units. Use top_rate >= {1 / n_units:.3g} (at least one unit)."
+        )
+    return count
+
+
+def kth_smallest(values: Float[torch.Tensor, "..."], rate: float) -> float:
     """The ``round(rate * N)``-th smallest of ``values`` (1-indexed, as ``torch.kthvalue``)."""
     flat = values.flatten()
     k = min(max(round(rate * flat.numel()), 1), flat.numel())
     return float(flat.kthvalue(k).values)
 
 
-def lowest(scores: torch.Tensor, n: int) -> Bool[torch.Tensor, "..."]:
+def lowest(scores: Float[torch.Tensor, "*shape"], n: int) -> Bool[torch.Tensor, "*shape"]:
     """Mask of the ``n`` lowest ``scores``; ties go to the lower flat index (deterministic)."""
     order = torch.sort(scores.flatten(), stable=True).indices[:n]
     mask = torch.zeros(scores.numel(), dtype=torch.bool)

@@ -1,7 +1,7 @@
 """Ternary split into language-specific, language-related and general neurons (Zhang et al. 2025).
 
 The rule of the released code (``identify.py``, ``autosweep.py``), which differs from the paper's
-Eq. 5 in two normalisations (DESIGN.md §5, research/plnd_culnig_logitlens.md §2.2)::
+Eq. 5 in two normalisations (docs/design.md §7.2)::
 
     score = H / ln K - lam * max_k P / ((1 + 1/2 + ... + 1/K) / K)
 
@@ -40,8 +40,16 @@ from typing import Literal
 import pandas as pd
 import torch
 
-from lensneurons.detect._common import entropy, kth_smallest, lowest, probabilities, provenance
-from lensneurons.errors import SearchBoundWarning
+from lensneurons import _checks
+from lensneurons.detect._common import (
+    entropy,
+    kth_smallest,
+    lowest,
+    n_selected,
+    probabilities,
+    provenance,
+)
+from lensneurons.errors import ParameterError, SearchBoundWarning
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.stats import ActivationStats
 
@@ -99,11 +107,14 @@ def ternary(
     Args:
         stats: activation counts of at least two groups (response-only for the paper's setting:
             build the corpus with :meth:`Corpus.from_examples`).
-        top_rate: fraction of all units selected by lowest score.
-        lam: penalty weight on the maximum probability, or ``"auto"`` for the sweep.
-        bar_ratio: percentile of all probabilities used as ``tau``.
-        lam_range: ``(low, high)`` searched by ``lam="auto"`` (binary search down to a width of
-            ``1e-3``); ignored for an explicit ``lam``. The default is the released code's.
+        top_rate: fraction of all units selected by lowest score, in ``(0, 1]``; it must
+            select at least one unit.
+        lam: penalty weight on the maximum probability (a finite number ``>= 0``), or
+            ``"auto"`` for the sweep.
+        bar_ratio: percentile in ``[0, 1)`` of all probabilities used as ``tau``.
+        lam_range: ``(low, high)`` with ``0 <= low < high`` (finite), searched by
+            ``lam="auto"`` (binary search down to a width of ``1e-3``); ignored for an explicit
+            ``lam``. The default is the released code's.
 
     Returns:
         The split. With ``lam="auto"``, ``result.lam_at_bound`` is ``True`` when even ``high``
@@ -111,7 +122,9 @@ def ternary(
 
     Raises:
         TooFewGroupsError: fewer than two groups.
-        ValueError: with ``lam="auto"``, ``lam_range`` is not ``0 <= low < high`` (finite).
+        ParameterError: ``top_rate`` or ``bar_ratio`` out of range (or selecting no unit),
+            ``lam`` negative, NaN or another string than ``"auto"``, or (with ``lam="auto"``)
+            ``lam_range`` not ``0 <= low < high`` (finite).
 
     Warns:
         SearchBoundWarning: ``lam="auto"`` stopped at the top of ``lam_range``; widen it, e.g.
@@ -132,6 +145,15 @@ def ternary(
         >>> capped.lam, capped.lam_at_bound, caught[0].category.__name__
         (0.19921875, True, 'SearchBoundWarning')
     """
+    top_rate = _checks.rate(top_rate, "top_rate")
+    bar_ratio = _checks.percentile(bar_ratio, "bar_ratio")
+    if lam == "auto":
+        low, high = _lambda_range(lam_range)
+    elif isinstance(lam, str) or _checks.real(lam, "lam") < 0:
+        raise ParameterError(
+            f"lam must be a finite number >= 0 (the weight of the probability penalty) or "
+            f"'auto', got {lam!r}."
+        )
     probs = probabilities(stats, "The ternary split")
     n_layers, width, n_groups = probs.shape
     normalised_entropy = entropy(probs) / torch.log(torch.tensor(n_groups, dtype=probs.dtype))
@@ -140,23 +162,19 @@ def ternary(
     tau = kth_smallest(probs, bar_ratio)
     above = probs > tau
     n_above = above.sum(-1)
-    n_selected = round(top_rate * n_layers * width)
+    count = n_selected(top_rate, n_layers * width, "The ternary split")
 
     dead = probs.sum(-1) == 0
 
     def select(weight: float) -> torch.Tensor:
         scores = (normalised_entropy - weight * penalty).masked_fill(dead, float("inf"))
-        return lowest(scores, n_selected)
+        return lowest(scores, count)
 
     def lets_general_in(weight: float) -> bool:
         return bool((n_above[select(weight)] == n_groups).any())
 
     at_bound = False
     if lam == "auto":
-        low, high = (float(value) for value in lam_range)
-        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
-            raise ValueError(
-                f"lam_range must be (low, high) with 0 <= low < high, got {lam_range}.")
         start, bound = low, high
         while high - low > LAMBDA_EPS:
             mid = (low + high) / 2
@@ -198,3 +216,17 @@ def ternary(
         appear=appear,
         lam_at_bound=at_bound,
     )
+
+
+def _lambda_range(lam_range: object) -> tuple[float, float]:
+    """``(low, high)`` of the automatic search, checked: ``0 <= low < high``, both finite."""
+    try:
+        low, high = (float(value) for value in lam_range)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        low, high = math.nan, math.nan
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
+        raise ParameterError(
+            f"lam_range must be (low, high) with 0 <= low < high, both finite, got "
+            f"{lam_range!r}; the default is {LAMBDA_RANGE}."
+        )
+    return low, high

@@ -15,15 +15,11 @@ Examples:
 
 """
 
+import warnings as _warnings
+from typing import Any as _Any
+
+from lensneurons import errors as _errors
 from lensneurons.lens import prompts
-from lensneurons.lens.errors import (
-    EmptyTokenSetError,
-    NoItemsLeftError,
-    PositionOutOfRangeError,
-    ReadoutError,
-    UnknownLanguageError,
-    VocabularyUnavailableError,
-)
 from lensneurons.lens.latent import LatentLanguageResult, latent_language
 from lensneurons.lens.logit import logit_lens, readout_fn
 from lensneurons.lens.mwork import MWorkResult, mwork, stage_split
@@ -33,18 +29,12 @@ from lensneurons.lens.tokens import TokenSet, start_tokens
 from lensneurons.lens.tuned import TunedLens
 
 __all__ = [
-    "EmptyTokenSetError",
     "LatentLanguageResult",
     "LensItem",
     "LensResult",
     "MWorkResult",
-    "NoItemsLeftError",
-    "PositionOutOfRangeError",
-    "ReadoutError",
     "TokenSet",
     "TunedLens",
-    "UnknownLanguageError",
-    "VocabularyUnavailableError",
     "WordList",
     "latent_language",
     "load_words",
@@ -55,3 +45,12 @@ __all__ = [
     "start_tokens",
     "stage_split",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    """The lens's error classes moved to ``ln.errors``: keep them one release, with a warning."""
+    if name.endswith("Error") and hasattr(_errors, name):
+        _warnings.warn(f"ln.lens.{name} moved to ln.errors.{name}; the old name goes in the "
+                       "next release.", DeprecationWarning, stacklevel=2)
+        return getattr(_errors, name)
+    raise AttributeError(f"module 'lensneurons.lens' has no attribute {name!r}")

@@ -31,7 +31,13 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from lensneurons.lens.errors import EmptyTokenSetError, NoItemsLeftError
+from lensneurons import _checks
+from lensneurons.errors import (
+    EmptyTokenSetError,
+    NoItemsLeftError,
+    ParameterError,
+    UnknownLanguageError,
+)
 from lensneurons.lens.logit import Lens, logit_lens
 from lensneurons.lens.prompts import LensItem
 from lensneurons.lens.tokens import start_tokens
@@ -81,16 +87,26 @@ class LatentLanguageResult:
         if quantity == "entropy":
             return self.entropy
         if quantity not in self.languages:
-            raise KeyError(f"{quantity!r} was not measured; languages: {self.languages}.")
+            raise UnknownLanguageError(
+                f"{quantity!r} was not measured; ask for one of {self.languages} or 'entropy'."
+            )
         return self.probs[..., self.languages.index(quantity)]
 
     def mean(self, quantity: str) -> Float[torch.Tensor, " layer"]:
         """Mean over items per layer of P(``quantity``) or of ``"entropy"``."""
         return self.values(quantity).mean(1)
 
-    def interval(self, quantity: str, *, n_boot: int = 1000,
-                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """95% interval of the per-layer mean, ``(lo, hi)``, each ``[layer]``."""
+    def interval(
+        self, quantity: str, *, n_boot: int = 1000, seed: int = 0
+    ) -> tuple[Float[torch.Tensor, " layer"], Float[torch.Tensor, " layer"]]:
+        """95% interval of the per-layer mean, ``(lo, hi)``, each ``[layer]``.
+
+        Raises:
+            UnknownLanguageError: ``quantity`` was not measured.
+            ParameterError: ``n_boot`` is not an integer >= 1, or ``seed`` not one >= 0.
+        """
+        n_boot = _checks.positive_int(n_boot, "n_boot")
+        seed = _checks.positive_int(seed, "seed", minimum=0)
         x = self.values(quantity).double()
         n = x.shape[1]
         if self.ci == "bootstrap" and n > 1:
@@ -144,7 +160,8 @@ def latent_language(
         model: a TransformerLens model with a tokenizer; runs inside any active
             ``model.hooks(...)`` context.
         items: prompts from :mod:`lensneurons.lens.prompts` (or your own :class:`LensItem`).
-        languages: languages to measure; default ``("en", target)`` of the items.
+        languages: languages to measure (a list, or one code as a string); default
+            ``("en", target)`` of the items.
         lens: an optional translator (a :class:`~lensneurons.lens.tuned.TunedLens`).
         layers: lens layers, default ``1..L``.
         ci: ``"normal"`` (mean ± 1.96 s/√n) or ``"bootstrap"`` (percentile, 1000 resamples).
@@ -156,18 +173,20 @@ def latent_language(
 
     Raises:
         NoItemsLeftError: every item was dropped by the filters.
+        ParameterError: no item, an item that is not a :class:`LensItem`, ``languages=[]``
+            or not strings, or an unknown ``ci``.
 
     >>> r = latent_language(model, prompts.translation(src="fr", tgt="de"))  # doctest: +SKIP
     >>> r.mean("en").shape  # [layer]  # doctest: +SKIP
 
     """
     if ci not in ("normal", "bootstrap"):
-        raise ValueError(f"ci must be 'normal' or 'bootstrap', got {ci!r}.")
-    items = list(items)
+        raise ParameterError(f"ci must be 'normal' or 'bootstrap', got {ci!r}.")
+    items = _check_items(items)
     if languages is None:
         targets = sorted({it.target for it in items if it.target != "en"})
         languages = ("en", *targets)
-    langs = tuple(dict.fromkeys(languages))
+    langs = _check_languages(languages)
     tokenizer = ModelView(model).tokenizer
     kept, sets, dropped = _filter(tokenizer, items, langs)
     single = _single_token_fraction(tokenizer, items, langs)
@@ -184,6 +203,36 @@ def latent_language(
     return LatentLanguageResult(layers=result.layers, languages=langs, probs=result.set_probs,
                                 entropy=result.entropy, items=kept, dropped=dict(dropped),
                                 single_token_fraction=single, ci=ci, label=label)
+
+
+def _check_items(items: Any) -> list[LensItem]:
+    if isinstance(items, (str, bytes, LensItem)) or not isinstance(items, Sequence):
+        raise ParameterError(
+            f"items must be a list of LensItem, got {type(items).__name__}; build them with "
+            "lensneurons.lens.prompts.translation(src=..., tgt=...)."
+        )
+    items = list(items)
+    if not items:
+        raise ParameterError("items is empty: pass at least one LensItem (see lens.prompts).")
+    wrong = [it for it in items if not isinstance(it, LensItem)]
+    if wrong:
+        raise ParameterError(
+            f"items must be LensItem objects (a prompt with its answer in every language), got "
+            f"{type(wrong[0]).__name__} {wrong[0]!r:.60}; build them with lensneurons.lens.prompts."
+        )
+    return items
+
+
+def _check_languages(languages: Any) -> tuple[str, ...]:
+    if isinstance(languages, str):
+        languages = [languages]
+    if not isinstance(languages, Sequence) or not languages or any(
+            not isinstance(lang, str) or not lang for lang in languages):
+        raise ParameterError(
+            f"languages must be a non-empty list of language codes such as ['en', 'de'], got "
+            f"{languages!r}; leave it out for English and the items' target."
+        )
+    return tuple(dict.fromkeys(languages))
 
 
 def _filter(tokenizer: Any, items: list[LensItem],

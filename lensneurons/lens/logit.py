@@ -25,17 +25,30 @@ Examples:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 import torch
+from einops import rearrange, repeat
 from jaxtyping import Int
 
-from lensneurons.lens.errors import EmptyTokenSetError, PositionOutOfRangeError, ReadoutError
+from lensneurons import _checks
+from lensneurons.errors import ParameterError, ReadoutError
+from lensneurons.lens._inputs import (
+    pad_id,
+    resolve_layers,
+    resolve_positions,
+    resolve_sets,
+    tokenize,
+)
 from lensneurons.lens.result import LensResult
-from lensneurons.model import ModelView
+from lensneurons.model import ModelView, resid_hook
+from lensneurons.model.boot import tl_logit_readout
 
-Inputs = Union[str, Sequence[str], torch.Tensor]  # noqa: UP007
+Inputs = Union[  # noqa: UP007
+    str, Sequence[str], Int[torch.Tensor, "batch pos"], Int[torch.Tensor, " pos"]
+]
 TokenSetSpec = Union[Sequence[int], torch.Tensor, Sequence[Sequence[int]], Any]  # noqa: UP007
 Lens = Callable[[torch.Tensor, int], torch.Tensor]
 
@@ -61,10 +74,7 @@ def readout_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     >>> logits = readout_fn(model)(torch.zeros(2, model.cfg.d_model))  # doctest: +SKIP
 
     """
-    try:
-        from transformer_lens.tools.analysis import logit_readout
-    except ImportError:
-        logit_readout = None  # type: ignore[assignment]
+    logit_readout = tl_logit_readout()
     if logit_readout is not None:
 
         def read_tl4(x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +109,8 @@ def logit_lens(
     model: Any,
     inputs: Inputs,
     *,
-    positions: int | Sequence[int] | Int[torch.Tensor, "..."] = -1,
+    positions: int | Sequence[int] | Int[torch.Tensor, ""] | Int[torch.Tensor, " _n"]
+    | Int[torch.Tensor, "batch n_pos"] = -1,
     layers: Sequence[int] | None = None,
     token_sets: Mapping[str, TokenSetSpec] | None = None,
     top_k: int = 10,
@@ -119,9 +130,9 @@ def logit_lens(
         token_sets: name -> token ids shared by every row, or a list of per-row id collections
             (e.g. Start(w) of each prompt's answer); a :class:`~lensneurons.lens.tokens.TokenSet`
             also works. Their summed probability is kept per layer.
-        top_k: how many top tokens to keep per layer and position.
+        top_k: how many top tokens to keep per layer and position (1 .. vocabulary size).
         lens: optional translator ``f(resid [n, d_model], layer) -> resid`` applied before the
-            readout (a :class:`~lensneurons.lens.tuned.TunedLens`).
+            readout (a :class:`~lensneurons.lens.tuned.TunedLens`, checked to fit the model).
         batch_size: prompts per forward pass.
 
     Returns:
@@ -129,8 +140,16 @@ def logit_lens(
         ``[layer, batch, pos]`` otherwise.
 
     Raises:
-        PositionOutOfRangeError: a position or layer outside the prompt or the model.
+        PositionOutOfRangeError: a position or layer outside the prompt or the model, or no
+            position at all.
         EmptyTokenSetError: a requested token set has no ids.
+        VocabularyError: a token id (of ``inputs`` or a token set) outside the vocabulary.
+        InvalidTextError: a prompt is not a string.
+        ContextLengthError: a prompt is longer than the model's context.
+        ParameterError: ``top_k`` or ``batch_size`` is not an integer in range, ``layers`` is
+            empty or not ints, or ``lens`` is not callable.
+        ShapeMismatchError: a tuned ``lens`` was trained for another number of layers or
+            another width.
         ReadoutError: the model's readout is not final norm -> unembed.
 
     >>> r = logit_lens(model, "Hello", token_sets={"en": [42]})  # doctest: +SKIP
@@ -139,20 +158,27 @@ def logit_lens(
     """
     view = ModelView(model)
     n_layers = view.n_layers
-    keep = _resolve_layers(layers, n_layers)
-    rows, lengths = _tokenize(model, inputs)
+    top_k = _checks.positive_int(top_k, "top_k")
+    if top_k > view.d_vocab:
+        raise ParameterError(
+            f"top_k={top_k} exceeds the vocabulary of {view.d_vocab} tokens; use at most that."
+        )
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    _check_lens(lens, model)
+    keep = resolve_layers(layers, n_layers)
+    rows, lengths = tokenize(model, inputs, view.d_vocab, view.n_ctx)
     n_rows = len(rows)
-    pos = _resolve_positions(positions, lengths)  # [B, P]
-    squeeze = isinstance(positions, int) or (
+    pos = resolve_positions(positions, lengths)  # [B, P]
+    squeeze = (isinstance(positions, numbers.Integral) and not isinstance(positions, bool)) or (
         isinstance(positions, torch.Tensor) and positions.ndim <= 1
     )
-    sets = _resolve_sets(token_sets, n_rows, view.d_vocab)
+    sets = resolve_sets(token_sets, n_rows, view.d_vocab)
     read = readout_fn(model)
     entropy, top_ids, top_probs, set_probs = [], [], [], []
     for start in range(0, n_rows, batch_size):
         stop = min(start + batch_size, n_rows)
         resid, final_ok = _capture(model, rows[start:stop], pos[start:stop], keep, n_layers,
-                                   read, pad_id=_pad_id(model))
+                                   read, pad_id=pad_id(model))
         if not final_ok:
             raise ReadoutError(
                 "The lens's last layer does not reproduce the model's logits: the model (or an "
@@ -184,94 +210,18 @@ def logit_lens(
 
 
 # --- internals ---------------------------------------------------------------------------------
-def _resolve_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:
-    if layers is None:
-        return list(range(1, n_layers + 1))
-    keep = []
-    for layer in layers:
-        index = int(layer) + n_layers + 1 if int(layer) < 0 else int(layer)
-        if not 0 <= index <= n_layers:
-            raise PositionOutOfRangeError(
-                f"Layer {layer} does not exist: lens layers are 0 (embeddings) .. {n_layers} "
-                "(last block output), negative values count from the end."
-            )
-        keep.append(index)
-    return keep
-
-
-def _tokenize(model: Any, inputs: Inputs) -> tuple[list[torch.Tensor], list[int]]:
-    if isinstance(inputs, torch.Tensor):
-        tokens = inputs.unsqueeze(0) if inputs.ndim == 1 else inputs
-        if tokens.ndim != 2 or tokens.shape[1] == 0:
-            raise PositionOutOfRangeError(
-                f"Token inputs must be [batch, pos] with pos >= 1, got {tuple(inputs.shape)}."
-            )
-        return list(tokens.long()), [tokens.shape[1]] * tokens.shape[0]
-    prompts = [inputs] if isinstance(inputs, str) else list(inputs)
-    if not prompts:
-        raise PositionOutOfRangeError("No prompts were given to the lens.")
-    rows = [model.to_tokens(p)[0] for p in prompts]
-    return rows, [len(r) for r in rows]
-
-
-def _pad_id(model: Any) -> int:
-    tok = getattr(model, "tokenizer", None)
-    pad = getattr(tok, "pad_token_id", None) if tok is not None else None
-    return int(pad) if pad is not None else 0
-
-
-def _resolve_positions(positions: Any, lengths: list[int]) -> torch.Tensor:
-    n = len(lengths)
-    if isinstance(positions, torch.Tensor):
-        pos = positions.long()
-        pos = pos.reshape(n, -1) if pos.ndim <= 1 and pos.numel() == n else pos
-        if pos.ndim == 0 or pos.shape[0] != n:
-            pos = pos.reshape(1, -1).expand(n, -1)
-    else:
-        flat = [positions] if isinstance(positions, int) else list(positions)
-        if not flat:
-            raise PositionOutOfRangeError("positions is empty: ask for at least one position.")
-        pos = torch.tensor(flat, dtype=torch.long).reshape(1, -1).expand(n, -1)
-    length = torch.tensor(lengths, dtype=torch.long).unsqueeze(1)
-    absolute = torch.where(pos < 0, pos + length, pos)
-    bad = (absolute < 0) | (absolute >= length)
-    if bad.any():
-        row = int(bad.any(1).nonzero()[0])
-        raise PositionOutOfRangeError(
-            f"Position(s) {pos[row].tolist()} are outside prompt {row} of {lengths[row]} tokens; "
-            f"use 0..{lengths[row] - 1} or negative positions counted from the end."
+def _check_lens(lens: Any, model: Any) -> None:
+    """A translator must be callable; one that can check its fit to the model does so."""
+    if lens is None:
+        return
+    if not callable(lens):
+        raise ParameterError(
+            f"lens must be a translator f(resid, layer) such as a TunedLens, got "
+            f"{type(lens).__name__}."
         )
-    return absolute.contiguous()
-
-
-def _resolve_sets(token_sets: Any, n_rows: int, d_vocab: int) -> list[tuple[str, list]]:
-    """Name -> per-row list of LongTensor ids."""
-    out: list[tuple[str, list]] = []
-    for name, spec in (token_sets or {}).items():
-        spec = getattr(spec, "ids", spec)
-        if isinstance(spec, torch.Tensor):
-            spec = spec.tolist()
-        spec = list(spec)
-        per_row = bool(spec) and not isinstance(spec[0], int)
-        if per_row and len(spec) != n_rows:
-            raise EmptyTokenSetError(
-                f"Token set {name!r} has {len(spec)} per-row sets for {n_rows} prompts; "
-                "give one set per prompt or one shared list of ids."
-            )
-        rows = [sorted({int(i) for i in getattr(s, "ids", s)}) for s in spec] if per_row \
-            else [sorted({int(i) for i in spec})] * n_rows
-        for r, ids in enumerate(rows):
-            if not ids:
-                raise EmptyTokenSetError(
-                    f"Token set {name!r} is empty (row {r}); an empty set would read as P = 0. "
-                    "Drop the word or build the set with lensneurons.lens.start_tokens."
-                )
-            if ids[0] < 0 or ids[-1] >= d_vocab:
-                raise EmptyTokenSetError(
-                    f"Token set {name!r} holds ids outside the vocabulary [0, {d_vocab})."
-                )
-        out.append((name, [torch.tensor(ids, dtype=torch.long) for ids in rows]))
-    return out
+    check = getattr(lens, "check_model", None)
+    if callable(check):
+        check(model)
 
 
 def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list[int],
@@ -293,14 +243,14 @@ def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list
 
         return hook
 
-    hooks = [(f"blocks.{layer - 1}.hook_resid_post" if layer else "blocks.0.hook_resid_pre",
-              capture(layer)) for layer in sorted(wanted)]
+    hooks = [(resid_hook(layer), capture(layer)) for layer in sorted(wanted)]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens)
     with torch.no_grad():
         theirs = logits[batch_index.to(logits.device), pos.to(logits.device)].float()
         final = store[n_layers]
-        ours = read(final.reshape(-1, final.shape[-1])).float().reshape(theirs.shape)
+        ours = read(rearrange(final, "batch pos d_model -> (batch pos) d_model")).float()
+        ours = rearrange(ours, "(batch pos) vocab -> batch pos vocab", batch=final.shape[0])
         ours, theirs = ours.log_softmax(-1), theirs.log_softmax(-1)
         spread = (theirs - theirs.mean(-1, keepdim=True)).abs().max().clamp_min(1e-6)
         ok = bool((ours - theirs.to(ours.device)).abs().max() <= _IDENTITY_RTOL * spread)
@@ -314,10 +264,10 @@ def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k
     The rows of every kept layer are read together, in chunks of at most ``_CHUNK_ELEMENTS``
     logits: few large readouts instead of one small one per layer.
     """
-    n_batch, n_pos, d_model = store[keep[0]].shape
+    n_batch, n_pos, _ = store[keep[0]].shape
     parts = []
     for layer in keep:
-        h = store[layer].reshape(-1, d_model)
+        h = rearrange(store[layer], "batch pos d_model -> (batch pos) d_model")
         if lens is not None:
             with torch.no_grad():
                 h = lens(h, layer)
@@ -328,7 +278,8 @@ def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k
     top_ids = torch.zeros(n_rows, top_k, dtype=torch.long)
     top_probs = torch.zeros(n_rows, top_k)
     set_probs = torch.zeros(n_rows, len(sets))
-    row_batch = torch.arange(n_batch).repeat_interleave(n_pos).repeat(len(keep))
+    row_batch = repeat(torch.arange(n_batch), "batch -> (layer batch pos)", layer=len(keep),
+                       pos=n_pos)
     step = max(1, _CHUNK_ELEMENTS // max(1, d_vocab))
     for s in range(0, n_rows, step):
         with torch.no_grad():
@@ -344,6 +295,6 @@ def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k
             sums = torch.stack([probs[j, per_row[int(b)].to(probs.device)].sum()
                                 for j, b in enumerate(row_batch[flat])])
             set_probs[flat, si] = sums.cpu()
-    shape = (len(keep), n_batch, n_pos)
-    return (entropy.view(shape), top_ids.view(*shape, top_k), top_probs.view(*shape, top_k),
-            set_probs.view(*shape, len(sets)))
+    rows_to = "(layer batch pos) ... -> layer batch pos ..."
+    return tuple(rearrange(t, rows_to, layer=len(keep), batch=n_batch)
+                 for t in (entropy, top_ids, top_probs, set_probs))

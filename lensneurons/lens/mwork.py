@@ -22,17 +22,21 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from jaxtyping import Int
+from einops import reduce
+from jaxtyping import Float, Int
 
+from lensneurons import _checks
+from lensneurons.errors import ParameterError, ShapeMismatchError
 from lensneurons.lens.latent import LatentLanguageResult, latent_language
 from lensneurons.lens.prompts import LensItem
+from lensneurons.model import ModelView
 
-Hooks = Sequence[tuple[str, Any]]
+Hooks = Sequence[tuple[str | Callable[[str], bool], Any]]  # hook name or TL name filter
 
 
 @dataclass
@@ -49,10 +53,10 @@ class MWorkResult:
 
     baseline: LatentLanguageResult
     intervened: dict[str, LatentLanguageResult]
-    layer_counts: Int[torch.Tensor, " n_layers"] | None = None
+    layer_counts: Int[torch.Tensor, " block"] | None = None
     stages: dict[str, list[int]] = field(default_factory=dict)
 
-    def delta(self, quantity: str, condition: str | None = None) -> torch.Tensor:
+    def delta(self, quantity: str, condition: str | None = None) -> Float[torch.Tensor, " layer"]:
         """Per-layer change of the mean of ``quantity`` (a language or ``"entropy"``)."""
         name = condition or next(iter(self.intervened))
         return self.intervened[name].mean(quantity) - self.baseline.mean(quantity)
@@ -101,6 +105,10 @@ def stage_split(
     Returns:
         ``{"understanding": [...], "task_solving": [...], "generation": [...]}``.
 
+    Raises:
+        ParameterError: neither curves nor ``n1``/``n2``, or ``n1``/``n2`` negative, not
+            integers, or more blocks than the model has.
+
     >>> stage_split(n_layers=8, n1=2, n2=2)
     {'understanding': [1, 2], 'task_solving': [3, 4, 5, 6], 'generation': [7, 8]}
 
@@ -108,15 +116,22 @@ def stage_split(
     if n1 is not None or n2 is not None:
         total = n_layers if n_layers is not None else (max(curves.layers) if curves else None)
         if total is None:
-            raise ValueError("Pass n_layers (or curves) with n1/n2.")
-        n1, n2 = n1 or 0, n2 or 0
-        if n1 + n2 > total or min(n1, n2) < 0:
-            raise ValueError(f"n1 + n2 = {n1 + n2} must lie in 0..{total} blocks.")
+            raise ParameterError("Pass n_layers (or curves) with n1/n2.")
+        total = _checks.positive_int(total, "n_layers")
+        n1 = _checks.positive_int(n1 or 0, "n1", minimum=0)
+        n2 = _checks.positive_int(n2 or 0, "n2", minimum=0)
+        if n1 + n2 > total:
+            raise ParameterError(
+                f"n1 + n2 = {n1 + n2} blocks exceed the model's {total}; they must lie in "
+                f"0..{total}."
+            )
         layers = list(range(1, total + 1))
         return {"understanding": layers[:n1], "task_solving": layers[n1:total - n2],
                 "generation": layers[total - n2:]}
-    if curves is None:
-        raise ValueError("Pass baseline curves, or n1 and n2 (with n_layers).")
+    if not isinstance(curves, LatentLanguageResult):
+        raise ParameterError(
+            "Pass baseline curves (a LatentLanguageResult), or n1 and n2 (with n_layers)."
+        )
     layers = [layer for layer in curves.layers if layer > 0]
     index = [curves.layers.index(layer) for layer in layers]
     others = [lang for lang in curves.languages if lang != "en"]
@@ -161,11 +176,21 @@ def mwork(
     Returns:
         An :class:`MWorkResult`.
 
+    Raises:
+        ParameterError: ``interventions`` are not ``(hook name, function)`` pairs on the
+            model's hook points (or a dict of such lists), ``neurons`` of another type, or
+            ``n1``/``n2`` out of range (all checked before any forward pass).
+        ShapeMismatchError: ``neurons`` cover another number of blocks than the model.
+
     >>> view = mwork(model, items, ln.deactivate(neurons["fr"]))  # doctest: +SKIP
 
     """
-    conditions = dict(interventions) if isinstance(interventions, Mapping) else {
-        "intervened": list(interventions)}
+    conditions = _conditions(interventions, model)  # everything is checked before a pass
+    n_layers = ModelView(model).n_layers
+    counts = _layer_counts(neurons, n_layers)
+    fixed = None
+    if n1 is not None or n2 is not None:
+        fixed = stage_split(n_layers=n_layers, n1=n1, n2=n2)
     base = latent_language(model, items, languages=languages, label="baseline", **lens_options)
     # Measure every condition on the same kept items, so the curves are comparable.
     done = {}
@@ -173,18 +198,37 @@ def mwork(
         with model.hooks(fwd_hooks=list(hooks)):
             done[name] = latent_language(model, base.items, languages=base.languages,
                                          label=name, **lens_options)
-    n_layers = max(base.layers)
-    if n1 is not None or n2 is not None:
-        stages = stage_split(n_layers=n_layers, n1=n1, n2=n2)
-    else:
-        stages = stage_split(base)
-    return MWorkResult(baseline=base, intervened=done, layer_counts=_layer_counts(neurons),
+    stages = fixed if fixed is not None else stage_split(base)
+    return MWorkResult(baseline=base, intervened=done, layer_counts=counts,
                        stages=stages)
 
 
-def _layer_counts(neurons: Any) -> torch.Tensor | None:
+def _conditions(interventions: Any, model: Any) -> dict[str, list]:
+    """Condition name -> a checked list of ``(hook name or filter, function)`` pairs."""
+    raw = dict(interventions) if isinstance(interventions, Mapping) else {
+        "intervened": interventions}
+    if not raw:
+        raise ParameterError("interventions is empty: give at least one condition.")
+    return {str(name): _checks.hook_list(hooks, model, f"Condition {name!r}")
+            for name, hooks in raw.items()}
+
+
+def _layer_counts(neurons: Any, n_layers: int) -> Int[torch.Tensor, " block"] | None:
+    """Neurons per block, from a NeuronSet, a mask ``[L, ...]`` or counts ``[L]``."""
     if neurons is None:
         return None
-    mask = getattr(neurons, "mask", neurons)
-    mask = torch.as_tensor(mask)
-    return mask.reshape(mask.shape[0], -1).sum(-1).long() if mask.ndim >= 2 else mask.long()
+    try:
+        mask = torch.as_tensor(getattr(neurons, "mask", neurons))
+    except (TypeError, ValueError, RuntimeError):
+        mask = None
+    if mask is None or mask.ndim == 0 or mask.is_floating_point():
+        raise ParameterError(
+            f"neurons must be a NeuronSet, a mask [layer, unit] or counts per block, got "
+            f"{type(neurons).__name__}."
+        )
+    if mask.shape[0] != n_layers:
+        raise ShapeMismatchError(
+            f"neurons cover {mask.shape[0]} blocks, the model has {n_layers}; pass the set "
+            "detected on this model."
+        )
+    return reduce(mask.long(), "block ... -> block", "sum")  # a mask, or counts already

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from lensneurons.lens.errors import UnknownLanguageError
+from lensneurons import _checks
+from lensneurons.errors import ParameterError, UnknownLanguageError
 
 #: Languages with a shipped word list.
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "pt", "ru", "el")
@@ -79,7 +80,6 @@ class LensItem:
     words: Mapping[str, str]
 
 
-@cache
 def load_words(language: str) -> WordList:
     """Load the shipped word list of ``language``.
 
@@ -90,11 +90,16 @@ def load_words(language: str) -> WordList:
     'Hund'
 
     """
-    if language not in LANGUAGES:
+    if not isinstance(language, str) or language not in LANGUAGES:
         raise UnknownLanguageError(
             f"No word list ships for {language!r}; available: {list(LANGUAGES)}. Pass your own "
             "WordList objects through words={lang: WordList(...)}."
         )
+    return _load_words(language)
+
+
+@cache
+def _load_words(language: str) -> WordList:
     text = resources.files("lensneurons").joinpath("data", "words", f"{language}.json").read_text(
         encoding="utf-8")
     doc = json.loads(text)
@@ -107,7 +112,25 @@ def load_words(language: str) -> WordList:
     )
 
 
+def _options(n_demos: object, seed: object, limit: object) -> tuple[int, int | None]:
+    """Checked ``n_demos`` (>= 0) and ``limit`` (None or >= 1); ``seed`` must be an integer."""
+    _checks.integer(seed, "seed")
+    return (_checks.positive_int(n_demos, "n_demos", minimum=0),
+            _checks.optional_positive_int(limit, "limit"))
+
+
 def _lists(words: Mapping[str, WordList] | None, needed: Sequence[str]) -> dict[str, WordList]:
+    for lang in needed:
+        if not isinstance(lang, str):
+            raise UnknownLanguageError(
+                f"A language must be a code such as 'fr', got {lang!r}; available: "
+                f"{list(LANGUAGES)}."
+            )
+    if words is not None and (not isinstance(words, Mapping) or any(
+            not isinstance(wl, WordList) for wl in words.values())):
+        raise ParameterError(
+            f"words must be a dict {{language: WordList}}, got {words!r:.80}; see load_words."
+        )
     lists = dict(words or {})
     for lang in set(needed) | ({"en"} if words is None else set()):
         if lang not in lists:
@@ -152,6 +175,7 @@ def translation(words: Mapping[str, WordList] | None = None, *, src: str, tgt: s
     True
 
     """
+    n_demos, limit = _options(n_demos, seed, limit)
     lists = _lists(words, (src, tgt))
     ids = _concepts(lists, (src, tgt))[:limit]
     rng = random.Random(seed)
@@ -192,6 +216,7 @@ def cloze(words: Mapping[str, WordList] | None = None, *, lang: str, n_demos: in
     'A "___" barks at night. Answer: "'
 
     """
+    n_demos, limit = _options(n_demos, seed, limit)
     lists = _lists(words, (lang,))
     wl = lists[lang]
     ids = [i for i in wl.words if i in wl.cloze][:limit]

@@ -17,6 +17,9 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
+from lensneurons import _checks
+from lensneurons.errors import UnknownLanguageError
+
 
 @dataclass
 class LensResult:
@@ -59,11 +62,14 @@ class LensResult:
         """Return the summed probability of one token set.
 
         Raises:
-            KeyError: no token set of that name was requested.
+            UnknownLanguageError: no token set of that name was requested (a ``KeyError``).
 
         """
         if self.set_probs is None or name not in self.set_names:
-            raise KeyError(f"No token set {name!r}; requested sets: {self.set_names}.")
+            raise UnknownLanguageError(
+                f"No token set {name!r}; the call asked for {self.set_names}. Pass "
+                "token_sets={name: ids} to logit_lens."
+            )
         return self.set_probs[..., self.set_names.index(name)]
 
     def top_tokens(self, k: int | None = None) -> list:
@@ -72,12 +78,16 @@ class LensResult:
         Args:
             k: how many (at most the ``top_k`` of the call); default all kept.
 
+        Raises:
+            ParameterError: ``k`` is not an integer >= 1.
+
         Examples:
             >>> r.top_tokens(2)[-1][0]  # doctest: +SKIP
             [(' chat', 0.41), (' chien', 0.12)]
 
         """
-        k = self.top_ids.shape[-1] if k is None else min(k, self.top_ids.shape[-1])
+        kept = self.top_ids.shape[-1]
+        k = kept if k is None else min(_checks.positive_int(k, "k"), kept)
 
         def name(i: int) -> str:
             return self.tokenizer.decode([i]) if self.tokenizer is not None else str(i)

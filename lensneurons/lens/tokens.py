@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from lensneurons.lens.errors import EmptyTokenSetError, VocabularyUnavailableError
+from lensneurons.errors import EmptyTokenSetError, InvalidTextError, VocabularyUnavailableError
 
 
 @dataclass(frozen=True)
@@ -144,12 +144,15 @@ def start_tokens(tokenizer: Any, word: str, *, leading_space: bool = True,
     Raises:
         EmptyTokenSetError: no token begins the word (an empty word, or one the tokenizer
             only knows as ``<unk>``).
+        InvalidTextError: ``word`` is not a string.
         VocabularyUnavailableError: the tokenizer cannot list its vocabulary.
 
     >>> start_tokens(tok, "Hund").ids  # doctest: +SKIP
     (57, 212)
 
     """
+    if not isinstance(word, str):
+        raise InvalidTextError(f"word must be a string, got {type(word).__name__} {word!r}.")
     word = word.strip()
     if not word:
         raise EmptyTokenSetError("Start(w) of an empty word is empty; remove the item.")

@@ -34,24 +34,32 @@ Examples:
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from einops import rearrange
 from jaxtyping import Float, Int
 from torch import nn
 
-from lensneurons.lens.errors import ReadoutError
-from lensneurons.lens.logit import _IDENTITY_RTOL, readout_fn
-from lensneurons.model import ModelView
+from lensneurons import _checks
+from lensneurons._io import load_result, save_result
+from lensneurons.errors import (
+    CorruptResultError,
+    EmptyTokenizationError,
+    ParameterError,
+    PositionOutOfRangeError,
+    ShapeMismatchError,
+)
+from lensneurons.lens._inputs import check_fit_options
+from lensneurons.lens._subset import subset_readout, subset_step
+from lensneurons.lens.logit import readout_fn
+from lensneurons.model import ModelView, resid_hook
 
-WEIGHTS_FILE = "tuned_lens.safetensors"
-CONFIG_FILE = "tuned_lens.json"
-_FORMAT = "lensneurons.tuned_lens/1"
+__all__ = ["TunedLens", "subset_readout"]
+
 _ROWS = 256  # rows per full-vocabulary readout chunk (batched: the weight streaming dominates)
 
 
@@ -72,6 +80,8 @@ class TunedLens(nn.Module):
 
     def __init__(self, d_model: int, n_layers: int, fingerprint: dict | None = None) -> None:
         super().__init__()
+        d_model = _checks.positive_int(d_model, "d_model")
+        n_layers = _checks.positive_int(n_layers, "n_layers")
         self.d_model, self.n_layers = d_model, n_layers
         self.fingerprint = fingerprint or {}
         translators = [nn.Linear(d_model, d_model) for _ in range(n_layers)]
@@ -92,9 +102,42 @@ class TunedLens(nn.Module):
         lens = cls(view.d_model, view.n_layers, view.fingerprint())
         return lens.to(view.input_device)
 
-    def forward(self, h: Float[torch.Tensor, "... d_model"], layer: int) -> torch.Tensor:
-        """Translate residuals of lens layer ``layer`` (identity at the last layer)."""
-        if layer >= self.n_layers:
+    def check_model(self, model: Any) -> None:
+        """Raise unless this lens fits ``model``: as many layers and the same width.
+
+        :func:`~lensneurons.lens.logit_lens` calls it, so a lens trained for fewer layers is
+        never applied as the identity on the rest.
+
+        Raises:
+            ShapeMismatchError: another number of layers or another residual width.
+        """
+        view = ModelView(model)
+        if (self.n_layers, self.d_model) != (view.n_layers, view.d_model):
+            raise ShapeMismatchError(
+                f"This tuned lens was trained for {self.n_layers} layers of width "
+                f"{self.d_model}; the model has {view.n_layers} of width {view.d_model}. Train "
+                "a lens on this model: TunedLens.fit(model, texts)."
+            )
+
+    def forward(
+        self, h: Float[torch.Tensor, "*rows d_model"], layer: int
+    ) -> Float[torch.Tensor, "*rows d_model"]:
+        """Translate residuals of lens layer ``layer`` (identity at the last layer, ``L``).
+
+        Raises:
+            PositionOutOfRangeError: ``layer`` outside ``0..L``.
+            ShapeMismatchError: ``h`` is not ``d_model`` wide.
+        """
+        if not 0 <= layer <= self.n_layers:
+            raise PositionOutOfRangeError(
+                f"Layer {layer} is outside this tuned lens's layers 0..{self.n_layers}."
+            )
+        if h.shape[-1] != self.d_model:
+            raise ShapeMismatchError(
+                f"The tuned lens translates residuals of width {self.d_model}, got "
+                f"{h.shape[-1]}: it was trained on another model."
+            )
+        if layer == self.n_layers:
             return h
         t: nn.Linear = self.translators[layer]  # type: ignore[assignment]
         x = h.to(t.weight.device, t.weight.dtype)
@@ -139,15 +182,20 @@ class TunedLens(nn.Module):
             ``lens.meta["training"]`` the settings.
 
         Raises:
-            ValueError: the texts give fewer than ``seq_len`` tokens, or a bad option.
+            EmptyTokenizationError: the texts give fewer than ``seq_len`` tokens.
+            InvalidTextError: ``texts`` is one string, or holds something else than strings.
+            ParameterError: an option out of its range (``steps``, ``batch_size``, ``seq_len``
+                below 1 or 2, ``lr`` not positive, a NaN, a negative count, a non-bool flag).
+            ContextLengthError: ``seq_len`` is longer than the model's context.
             ReadoutError: with ``vocab_subset``, the restricted readout does not reproduce the
                 model's own logits (its output transform is not per token).
 
         """
-        if vocab_subset is not None and vocab_subset < 1:
-            raise ValueError(f"vocab_subset must be a positive top-K, got {vocab_subset}.")
-        if positions_per_step is not None and positions_per_step < 1:
-            raise ValueError(f"positions_per_step must be positive, got {positions_per_step}.")
+        check_fit_options(model, texts, steps=steps, lr=lr, batch_size=batch_size, seq_len=seq_len,
+                          weight_decay=weight_decay, max_seconds=max_seconds, seed=seed,
+                          vocab_subset=vocab_subset, frequent_tokens=frequent_tokens,
+                          tail_samples=tail_samples, positions_per_step=positions_per_step,
+                          lr_decay=lr_decay, callback=callback)
         lens = cls.from_model(model)
         windows = _windows(model, texts, seq_len)
         opt = torch.optim.AdamW(lens.parameters(), lr=lr, weight_decay=weight_decay)
@@ -189,7 +237,7 @@ class TunedLens(nn.Module):
                         kl.backward()
                         total += kl.item()
                 else:
-                    total, n_ids = _subset_step(model, lens, tokens, resid, final, rows,
+                    total, n_ids = subset_step(model, lens, tokens, resid, final, rows,
                                                 vocab_subset, extra, tail_samples, gen,
                                                 check=step == 0)
                     subset_sizes.append(n_ids)
@@ -223,29 +271,32 @@ class TunedLens(nn.Module):
         }
         return lens.eval()
 
-    def save(self, path: str | Path, *, dtype: torch.dtype | None = None) -> Path:
-        """Write ``tuned_lens.safetensors`` and ``tuned_lens.json`` into directory ``path``.
+    def save(self, path: str | Path, *, dtype: torch.dtype | None = None,
+             overwrite: bool = False) -> Path:
+        """Save as the folder ``path`` (``tuned_lens.safetensors`` + ``.json``), atomically.
 
         Args:
-            path: the folder (created if missing).
+            path: the folder.
             dtype: store the weights in this dtype (``torch.bfloat16`` halves the file);
                 default: as trained (fp32). :meth:`load` always returns fp32.
+            overwrite: replace a result already at ``path``.
+
+        Raises:
+            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
+            ParameterError: ``dtype`` is not a floating torch dtype.
 
         """
-        from safetensors.torch import save_file
-
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to(dtype or v.dtype).cpu().contiguous()
-                 for k, v in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE))
+        if dtype is not None and (not isinstance(dtype, torch.dtype)
+                                  or not dtype.is_floating_point):
+            raise ParameterError(
+                f"dtype must be a floating torch dtype such as torch.bfloat16, got {dtype!r}."
+            )
+        state = {k: v.detach().to(dtype or v.dtype) for k, v in self.state_dict().items()}
         stored = next(iter(state.values())).dtype
         meta = {"d_model": self.d_model, "n_layers": self.n_layers,
                 "fingerprint": self.fingerprint, "history": self.history[-20:],
-                "dtype": str(stored).removeprefix("torch."), "meta": self.meta,
-                "format": _FORMAT}
-        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
-        return folder
+                "dtype": str(stored).removeprefix("torch."), "meta": self.meta}
+        return save_result(path, "tuned_lens", state, meta, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, model: Any | None = None) -> TunedLens:
@@ -253,15 +304,18 @@ class TunedLens(nn.Module):
 
         Raises:
             ModelMismatchError: the lens was trained on another model.
+            CorruptResultError: the files are damaged or do not match each other.
 
         """
-        from safetensors.torch import load_file
-
-        folder = Path(path)
-        meta = json.loads((folder / CONFIG_FILE).read_text())
-        lens = cls(int(meta["d_model"]), int(meta["n_layers"]), meta.get("fingerprint"))
-        state = {k: v.float() for k, v in load_file(str(folder / WEIGHTS_FILE)).items()}
-        lens.load_state_dict(state)
+        tensors, meta = load_result(path, "tuned_lens")
+        try:
+            lens = cls(int(meta["d_model"]), int(meta["n_layers"]), meta.get("fingerprint"))
+            lens.load_state_dict({k: v.float() for k, v in tensors.items()})
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CorruptResultError(
+                f"The tuned lens in {path} is damaged ({type(err).__name__}: {err}); train and "
+                "save it again."
+            ) from None
         lens.history = list(meta.get("history", []))
         lens.meta = dict(meta.get("meta", {}))
         if model is not None:
@@ -271,96 +325,23 @@ class TunedLens(nn.Module):
         return lens.eval()
 
 
-def subset_readout(model: Any, ids: Int[torch.Tensor, " n_ids"],
-                   ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model's readout restricted to vocabulary ``ids``: only those unembedding rows.
-
-    ``transform(ln_final(x) @ W_U[:, ids] + b_U[ids])`` with the final norm's statistics
-    recomputed per vector; ``transform`` is the adapter's output transform on TL >= 4 (soft-caps,
-    logit scales) or ``cfg.output_logits_soft_cap`` on TL 2.x. Columns equal those of
-    :func:`~lensneurons.lens.logit.readout_fn` as long as the transform acts token by token;
-    a transform that does not (up to a per-row shift, which no softmax sees) is refused.
-
-    Args:
-        model: a TransformerLens model.
-        ids: token ids to read (``[n_ids]``, any order).
-
-    Returns:
-        A function ``Float[n, d_model] -> Float[n, n_ids]`` (grad flows when enabled).
-
-    Raises:
-        ReadoutError: no ``ln_final`` module for a declared final norm, or an output transform
-            that mixes tokens.
-
-    """
-    norm_type = getattr(model.cfg, "normalization_type", None)
-    ln_final = getattr(model, "ln_final", None) if norm_type is not None else None
-    if norm_type is not None and not isinstance(ln_final, nn.Module):
-        raise ReadoutError(
-            f"The model declares normalization_type={norm_type!r} but has no ln_final module; "
-            "the restricted readout cannot apply the final norm exactly."
-        )
-    transform = _output_transform(model)
-    w_u = model.W_U
-    ids = ids.to(w_u.device)
-    rows = w_u.detach().T.index_select(0, ids)  # [n_ids, d_model]
-    b_u = getattr(model, "b_U", None)
-    bias = b_u.detach().index_select(0, ids) if b_u is not None else None
-
-    def read(x: torch.Tensor) -> torch.Tensor:
-        h = x.to(rows.device, rows.dtype)
-        if ln_final is not None:
-            h = ln_final(h.unsqueeze(0)).squeeze(0)
-        logits = nn.functional.linear(h, rows, bias)
-        return transform(logits) if transform is not None else logits
-
-    return read
-
-
 # --- internals ---------------------------------------------------------------------------------
 def _vocab_size(model: Any) -> int:
     return int(model.W_U.shape[-1])
 
 
-def _output_transform(model: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The post-unembedding transform, checked to act token by token."""
-    adapter = getattr(model, "adapter", None)
-    transform = getattr(adapter, "apply_output_logits_transform", None)
-    if not callable(transform):
-        cap = float(getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0)
-        if cap <= 0:
-            return None
-
-        def soft_cap(logits: torch.Tensor) -> torch.Tensor:
-            return cap * torch.tanh(logits / cap)
-
-        return soft_cap
-    n = _vocab_size(model)
-    probe = torch.randn(2, n, generator=torch.Generator().manual_seed(0)) * 30
-    cols = torch.randperm(n, generator=torch.Generator().manual_seed(1))[: max(1, n // 3)]
-    with torch.no_grad():
-        whole = transform(probe)[:, cols].float().log_softmax(-1)
-        part = transform(probe[:, cols]).float().log_softmax(-1)
-    if not torch.allclose(whole, part, atol=1e-4, rtol=1e-4):
-        raise ReadoutError(
-            f"{type(adapter).__name__}.apply_output_logits_transform mixes tokens, so logits "
-            "of a vocabulary subset cannot be computed alone; train this model's tuned lens "
-            "without vocab_subset (exact KL over the full vocabulary)."
-        )
-    return transform
-
-
-def _windows(model: Any, texts: Sequence[str], seq_len: int) -> torch.Tensor:
+def _windows(model: Any, texts: Sequence[str], seq_len: int) -> Int[torch.Tensor, "window pos"]:
     ids: list[int] = []
     for text in texts:
-        ids.extend(int(i) for i in model.to_tokens(text)[0])
+        ids.extend(int(i) for i in model.to_tokens(text, truncate=False)[0])
     n = len(ids) // seq_len
     if n == 0:
-        raise ValueError(
+        raise EmptyTokenizationError(
             f"The texts give {len(ids)} tokens, fewer than one window of seq_len={seq_len}; "
             "pass more text or a smaller seq_len."
         )
-    return torch.tensor(ids[: n * seq_len], dtype=torch.long).reshape(n, seq_len)
+    flat = torch.tensor(ids[: n * seq_len], dtype=torch.long)
+    return rearrange(flat, "(window pos) -> window pos", pos=seq_len)
 
 
 def _frequent(windows: torch.Tensor, n: int, d_vocab: int) -> torch.Tensor:
@@ -381,8 +362,9 @@ class _StopForward(Exception):
     """Raised by the last block's capture hook: the unembedding of every position is skipped."""
 
 
-def _forward(model: Any, tokens: torch.Tensor, *, logits: bool = True,
-             ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+def _forward(
+    model: Any, tokens: Int[torch.Tensor, "batch pos"], *, logits: bool = True,
+) -> tuple[list[Float[torch.Tensor, "rows d_model"]], Float[torch.Tensor, "rows vocab"] | None]:
     """Residuals of lens layers ``0..L`` as ``[n, d]`` rows and the model's logits ``[n, V]``.
 
     With ``logits=False`` the forward pass stops after the last block (``None`` for logits).
@@ -392,14 +374,13 @@ def _forward(model: Any, tokens: torch.Tensor, *, logits: bool = True,
 
     def capture(layer: int) -> Any:
         def hook(x: torch.Tensor, hook: Any) -> None:
-            store[layer] = x.detach().reshape(-1, x.shape[-1])
+            store[layer] = rearrange(x.detach(), "batch pos d_model -> (batch pos) d_model")
             if layer == n_layers and not logits:
                 raise _StopForward
 
         return hook
 
-    hooks = [("blocks.0.hook_resid_pre", capture(0))]
-    hooks += [(f"blocks.{i - 1}.hook_resid_post", capture(i)) for i in range(1, n_layers + 1)]
+    hooks = [(resid_hook(i), capture(i)) for i in range(n_layers + 1)]
     out = None
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         try:
@@ -407,75 +388,4 @@ def _forward(model: Any, tokens: torch.Tensor, *, logits: bool = True,
         except _StopForward:
             pass
     resid = [store[i] for i in range(n_layers + 1)]
-    return resid, None if out is None else out.reshape(-1, out.shape[-1])
-
-
-def _candidates(logits: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor, k: int,
-                extra: torch.Tensor) -> torch.Tensor:
-    """Sorted ``V'``: top-``k`` final tokens of every row, the next tokens, ``extra``."""
-    top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices.reshape(-1)
-    seq_len = tokens.shape[1]
-    flat = tokens.reshape(-1).to(rows.device)
-    has_next = (rows % seq_len) < seq_len - 1
-    nxt = flat[rows[has_next] + 1]
-    return torch.unique(torch.cat([top, nxt.to(top.device), extra.to(top.device)]))
-
-
-def _subset_step(model: Any, lens: TunedLens, tokens: torch.Tensor, resid: list[torch.Tensor],
-                 final: torch.Tensor, rows: torch.Tensor, k: int, extra: torch.Tensor,
-                 tail_samples: int, gen: torch.Generator, *, check: bool) -> tuple[float, int]:
-    """Backward of the restricted KL at every layer; returns (summed loss, |V'|).
-
-    ``final``: the model's logits ``[P, V]`` at ``rows`` of the flattened ``tokens``.
-    """
-    ids = _candidates(final, tokens, rows, k, extra)
-    n_vocab = final.shape[-1]
-    target = final.log_softmax(-1)
-    tail: torch.Tensor | None = None
-    tail_target: torch.Tensor | None = None
-    outside = n_vocab - len(ids)
-    if tail_samples > 0 and outside > 0:
-        mask = torch.ones(n_vocab, dtype=torch.bool, device=ids.device)
-        mask[ids] = False
-        rest = mask.nonzero().squeeze(1)
-        tail = rest[torch.randperm(len(rest), generator=gen)[:tail_samples].to(rest.device)]
-        tail_target = target[:, rest].logsumexp(-1)  # log p_final(outside V'), exact
-        in_target = target[:, ids]
-        log_scale = math.log(outside / len(tail))
-    else:
-        in_target = final[:, ids].log_softmax(-1)
-    read = subset_readout(model, ids if tail is None else torch.cat([ids, tail]))
-    if check:
-        _check_subset(read, resid[-1][rows.to(resid[-1].device)], final[:, ids], len(ids))
-    total = 0.0
-    for layer in range(lens.n_layers):
-        z = read(lens(resid[layer][rows.to(resid[layer].device)], layer)).float()
-        z = z.to(in_target.device)
-        if tail is None or tail_target is None:
-            logq = z.log_softmax(-1)
-            kl = (in_target.exp() * (in_target - logq)).sum(-1).mean()
-        else:
-            z_in, z_out = z[:, : len(ids)], z[:, len(ids):]
-            log_tail = z_out.logsumexp(-1, keepdim=True) + log_scale
-            log_z = torch.cat([z_in, log_tail], -1).logsumexp(-1, keepdim=True)
-            kl_in = (in_target.exp() * (in_target - (z_in - log_z))).sum(-1)
-            kl_out = tail_target.exp() * (tail_target - (log_tail - log_z).squeeze(-1))
-            kl = (kl_in + kl_out).mean()
-        kl.backward()
-        total += kl.item()
-    return total, len(ids)
-
-
-def _check_subset(read: Callable[[torch.Tensor], torch.Tensor], final_resid: torch.Tensor,
-                  theirs: torch.Tensor, n_ids: int) -> None:
-    """The restricted readout of the last block's output must give the model's own logits."""
-    with torch.no_grad():
-        ours = read(final_resid).float()[:, :n_ids].log_softmax(-1)
-    theirs = theirs.log_softmax(-1).to(ours.device)
-    spread = (theirs - theirs.mean(-1, keepdim=True)).abs().max().clamp_min(1e-6)
-    if (ours - theirs).abs().max() > _IDENTITY_RTOL * spread:
-        raise ReadoutError(
-            "The restricted readout (ln_final, the V' rows of W_U, the output transform) does "
-            "not reproduce the model's logits on V'; the model's readout is not final norm -> "
-            "unembed -> a per-token transform. Train without vocab_subset."
-        )
+    return resid, None if out is None else rearrange(out, "batch pos vocab -> (batch pos) vocab")

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Int
 
 from lensneurons.errors import ModelMismatchError, UnknownSiteError, UnsupportedModelError
 from lensneurons.model.boot import boot, check_bootable, has_bridge, hf_architecture, tl_version
@@ -43,6 +44,27 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 _FIXED_ACTIVATIONS = {"BloomForCausalLM": "gelu_new"}
 
 _FINGERPRINT_SLICE = 8
+
+
+def block_hook(layer: int, point: str) -> str:
+    """The TL hook name of ``point`` in block ``layer`` (the one place these names are built).
+
+    Examples:
+        >>> block_hook(3, "mlp.hook_post")
+        'blocks.3.mlp.hook_post'
+    """
+    return f"blocks.{layer}.{point}"
+
+
+def resid_hook(lens_layer: int) -> str:
+    """The residual-stream hook of lens layer ``l`` (0: embeddings; ``l``: after block ``l-1``).
+
+    Examples:
+        >>> resid_hook(0), resid_hook(2)
+        ('blocks.0.hook_resid_pre', 'blocks.1.hook_resid_post')
+    """
+    return block_hook(lens_layer - 1, "hook_resid_post") if lens_layer else block_hook(
+        0, "hook_resid_pre")
 
 
 class _ForwardStopped(Exception):
@@ -192,7 +214,7 @@ class ModelView:
         """
         if not 0 <= layer < self.n_layers:
             raise UnknownSiteError(f"Layer {layer} does not exist: the model has {self.n_layers}.")
-        name = f"blocks.{layer}.{point}"
+        name = block_hook(layer, point)
         if name not in self.model.hook_dict:
             raise UnknownSiteError(
                 f"{self.architecture} has no hook point {name!r} (a TransformerLens adapter gap). "
@@ -200,7 +222,7 @@ class ModelView:
             )
         return name
 
-    def run_until(self, tokens: torch.Tensor, hook_name: str) -> None:
+    def run_until(self, tokens: Int[torch.Tensor, "batch pos"], hook_name: str) -> None:
         """Run a forward pass that stops right after ``hook_name`` has fired.
 
         Everything after that hook point (later blocks, the unembedding) is not computed, so a

@@ -12,6 +12,7 @@ Examples:
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -203,3 +204,12 @@ def _rope_theta(hf_config: Any) -> float:
     """Return the rotary base of a Llama config (``rope_theta`` or ``rope_parameters``)."""
     params = getattr(hf_config, "rope_parameters", None) or {}
     return float(params.get("rope_theta", getattr(hf_config, "rope_theta", 10_000.0)))
+
+
+def tl_logit_readout() -> Callable[..., Any] | None:
+    """TL >= 4's ``transformer_lens.tools.analysis.logit_readout``; ``None`` where TL lacks it."""
+    try:
+        from transformer_lens.tools.analysis import logit_readout
+    except ImportError:
+        return None
+    return logit_readout  # type: ignore[no-any-return]

@@ -69,11 +69,11 @@ def test_english_set_raises_english_most(tang):
 
 def test_ternary_search_says_when_it_stops_at_its_bound(gemma_stats):
     stats = gemma_stats.select(LANGUAGES)
-    with pytest.warns(ln.SearchBoundWarning, match=r"lam_range=\(0, 0.5\)"):
+    with pytest.warns(ln.errors.SearchBoundWarning, match=r"lam_range=\(0, 0.5\)"):
         at_bound = ln.ternary(stats)  # the default range [0, 0.2] is too narrow on Gemma
     assert at_bound.lam_at_bound and at_bound.lam > 0.199
     with warnings.catch_warnings():
-        warnings.simplefilter("error", ln.SearchBoundWarning)
+        warnings.simplefilter("error", ln.errors.SearchBoundWarning)
         wider = ln.ternary(stats, lam_range=(0.0, 1.0))
     print(f"\nternary lambda: {at_bound.lam:.4f} at the bound of [0, 0.2]; "
           f"{wider.lam:.4f} inside [0, 1]; {wider.summary().sum().to_dict()}")

@@ -1,0 +1,371 @@
+"""The collection engine behind :func:`lensneurons.collect`: batches, checkpoints, Ctrl-C, ranks.
+
+One forward pass per batch of the deterministic batch list of the tokenized corpus, with a hook
+per layer (:mod:`lensneurons._accumulators`) that accumulates on the layer's device. Around that
+pass, this module keeps a long run safe:
+
+* **Checkpoints** (:mod:`lensneurons._checkpoint`): every ``checkpoint_every`` batches the totals
+  and the number of finished batches are saved atomically; ``resume=`` continues exactly after
+  the last finished batch, so a run killed at any moment ends with the statistics of an
+  uninterrupted one.
+* **Ctrl-C** raises :class:`~lensneurons.errors.CollectInterrupted` carrying the finished
+  batches' statistics (and saves them to the checkpoint folder when one is set).
+* **Out of memory**: a batch that does not fit is halved and retried, with a
+  :class:`~lensneurons.errors.BatchSplitWarning`; a batch counts only once it has wholly passed.
+* **torchrun** (:mod:`lensneurons._distributed`): each rank runs its share of the batches; totals
+  are all-reduced at the end; every rank returns the merged statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm.auto import tqdm
+
+from lensneurons import _checkpoint, _checks
+from lensneurons._accumulators import Accumulators, results
+from lensneurons._checkpoint import Plan
+from lensneurons._distributed import Group, join
+from lensneurons.corpus import Batch, Corpus, TokenizedCorpus
+from lensneurons.errors import (
+    BatchSplitWarning,
+    CollectInterrupted,
+    CorruptResultError,
+    InsufficientMemoryError,
+    LensNeuronsError,
+)
+from lensneurons.model import ModelView
+from lensneurons.sites import check_site_name, get_site
+
+if TYPE_CHECKING:
+    from lensneurons.stats import ActivationStats
+
+_OOM: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def collect(
+    model: Any,
+    corpus: Corpus,
+    *,
+    site: str = "mlp",
+    batch_size: int = 8,
+    max_tokens_per_group: int | None = None,
+    sequence_stats: bool = False,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool | str | Path = False,
+    distributed: bool | None = None,
+) -> ActivationStats:
+    """Collect :class:`~lensneurons.stats.ActivationStats` of ``corpus`` in one streaming pass.
+
+    Each forward pass stops at the last layer's read hook: the rest of the last block and the
+    unembedding are never computed (most of a pass on a large-vocabulary model). Counts are
+    int64 and sums float64 whatever the model's dtype (bf16 and fp16 included).
+
+    Args:
+        model: a TransformerLens model (``TransformerBridge`` or ``HookedTransformer``).
+        corpus: the texts or examples per group.
+        site: where to read (``"mlp"``: gate pre-activation sign and ``act(g)``).
+        batch_size: sequences per forward pass.
+        max_tokens_per_group: stop each group at this many counted tokens.
+        sequence_stats: also keep the max and median over sequences of each sequence's mean
+            activation (Rahmanisa et al.). The median needs every per-sequence mean on the CPU
+            (``sequences x layers x units`` half floats), so memory then grows with the corpus.
+        progress: show a progress bar.
+        checkpoint: a folder to save the run's progress into, atomically, every
+            ``checkpoint_every`` batches, on Ctrl-C and at the end.
+        checkpoint_every: batches between checkpoints (default 100).
+        resume: ``True`` continues the run saved in ``checkpoint``; ``"auto"`` continues it
+            when there is one and starts otherwise (for jobs that get restarted); a folder
+            continues that checkpoint (and keeps saving there unless ``checkpoint`` is given).
+        distributed: spread the batches over the processes of ``torchrun`` (``None``:
+            whenever the script runs under it; ``False``: never).
+
+    Returns:
+        Statistics on the CPU (on every rank under ``torchrun``).
+
+    Raises:
+        ParameterError: a setting is out of range or they do not fit together.
+        UnknownSiteError: ``site`` is unknown or missing on this model.
+        UnwritablePathError, ResultExistsError: ``checkpoint`` cannot be used (checked first).
+        ResultNotFoundError: ``resume`` names no checkpoint.
+        CheckpointMismatchError: the checkpoint was written for another model, corpus, site or
+            settings (the message names each difference).
+        InsufficientMemoryError: a single sequence does not fit in the device's memory.
+        CollectInterrupted: Ctrl-C; ``.partial`` holds the statistics of the finished batches.
+        HookShapeError: a hook gave a tensor of another width than the site (an adapter gap).
+
+    Examples:
+        >>> import lensneurons as ln
+        >>> model = ln.organism.load()
+        >>> corpus = ln.Corpus.from_texts(ln.organism.texts("heldout"))
+        >>> stats = ln.collect(model, corpus, progress=False)
+        >>> stats.active.dtype, stats.sum.dtype
+        (torch.int64, torch.float64)
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp() + "/ckpt"
+        >>> again = ln.collect(model, corpus, checkpoint=folder, progress=False)
+        >>> resumed = ln.collect(model, corpus, checkpoint=folder, resume=True, progress=False)
+        >>> bool((resumed.active == stats.active).all())
+        True
+    """
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    max_tokens_per_group = _checks.optional_positive_int(max_tokens_per_group,
+                                                         "max_tokens_per_group")
+    _checks.flag(sequence_stats, "sequence_stats")
+    _checks.flag(progress, "progress")
+    check_site_name(site)
+    plan = Plan.resolve(checkpoint, checkpoint_every, resume)
+    view = ModelView(model)
+    group = join(view, distributed)
+    _agree(group, plan.check)
+    tokenized = corpus.tokenize(view).limit(max_tokens_per_group)
+    run = _Run(view, get_site(view, site), tokenized, plan, group, repr(corpus), dict(
+        site=site, batch_size=batch_size, max_tokens_per_group=max_tokens_per_group,
+        sequence_stats=sequence_stats, groups=corpus.groups,
+        n_batches=tokenized.n_batches(batch_size)))
+    _agree(group, run.resume)
+    if group is not None:
+        run.start = group.broadcast_int(run.start)
+    run.loop(progress)
+    stats = run.stats(final=True)
+    assert stats is not None  # every group of a corpus has counted tokens
+    return stats
+
+
+def _agree(group: Group | None, check: Any) -> None:
+    """Run ``check`` (on rank 0 under torchrun) and raise its error on every rank."""
+    if group is None:
+        check()
+        return
+    error = None
+    if group.leader:
+        try:
+            check()
+        except (LensNeuronsError, OSError) as err:
+            error = err
+    group.agree(error)
+
+
+class _Run:
+    """One call of :func:`collect`: its accumulators, position and checkpoint plan."""
+
+    def __init__(self, view: ModelView, where: Any, tokenized: TokenizedCorpus, plan: Plan,
+                 group: Group | None, corpus: str, settings: dict[str, Any]) -> None:
+        self.view, self.tokenized, self.plan, self.group = view, tokenized, plan, group
+        self.corpus, self.settings = corpus, settings
+        self.identity = _checkpoint.identity(view, tokenized, **settings)
+        if group is not None:  # ranks must also agree on when they meet to checkpoint
+            group.check_same({**self.identity, "checkpoints": [plan.write is not None,
+                                                               plan.every]})
+        self.acc = Accumulators(where, len(settings["groups"]), settings["sequence_stats"])
+        self.last_read = where.read_hook(view.n_layers - 1)  # nothing after it is needed
+        self.n_batches: int = settings["n_batches"]
+        self.start = self.done = self.saved = self.ran = self.splits = 0
+        self.max_rows: int | None = None
+
+    @property
+    def leader(self) -> bool:
+        return self.group is None or self.group.leader
+
+    # --- resume, loop, checkpoints ----------------------------------------------------------
+    def resume(self) -> None:
+        """Load the checkpoint to resume, if any (rank 0), and start after its last batch."""
+        read = self.plan.read
+        if read is None or (not self.plan.required and _checkpoint.find(read) is None):
+            return
+        state, means, done = _checkpoint.load(read, self.identity)
+        expected = {k: tuple(v.shape) for k, v in self.acc.state().items()}
+        if {k: tuple(v.shape) for k, v in state.items()} != expected or (
+                self.acc.sequence_stats and len(means) != len(self.settings["groups"])):
+            raise CorruptResultError(
+                f"The checkpoint in {read} holds tensors of other shapes than this run's; it is "
+                "damaged. Delete it and start over.")
+        self.acc.load_state(state, means)
+        self.start = done
+
+    def loop(self, progress: bool) -> None:
+        """Run this process's batches from :attr:`start` on, checkpointing as planned."""
+        world, rank = (1, 0) if self.group is None else (self.group.world, self.group.rank)
+        # Every rank (not only rank 0, which loaded the checkpoint) counts from the same start,
+        # so that all of them meet at the same checkpoints.
+        self.done = self.saved = self.start
+        bar = tqdm(total=self.n_batches, initial=self.start, desc="collect",
+                   disable=not progress or not self.leader)
+        device = self.view.input_device
+        try:
+            with torch.inference_mode(), self.view.model.hooks(fwd_hooks=self.acc.hooks()):
+                batches = self.tokenized.batches(self.settings["batch_size"], skip=self.start)
+                for index, batch in enumerate(batches, start=self.start):
+                    if (index - self.start) % world == rank:
+                        self._batch(batch, device)
+                        with _sigint_deferred():
+                            self.acc.commit()
+                            self.ran += 1
+                            if self.group is None:
+                                self.done = index + 1
+                    if (index - self.start) % world != world - 1 and index + 1 < self.n_batches:
+                        continue
+                    bar.update(index + 1 - self.done if self.group else 1)
+                    self.done = index + 1
+                    every = self.plan.every
+                    if (self.plan.write is not None and self.done < self.n_batches
+                            and self.done // every > self.saved // every):
+                        self._save(*self._merged())
+        except KeyboardInterrupt as stop:
+            if isinstance(stop, CollectInterrupted):
+                raise
+            raise self._interrupted() from stop
+        finally:
+            bar.close()
+
+    def _merged(self) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        """The totals (and sequence means) of every rank, as of :attr:`done`."""
+        state = self.acc.state()
+        means = self.acc.means() if self.acc.sequence_stats else None
+        if self.group is not None:
+            state = self.group.all_reduce(state)
+            if means is not None:
+                means = [self.group.all_gather_rows(m) for m in means]
+        return state, means
+
+    def _save(self, state: dict[str, torch.Tensor], means: list[torch.Tensor] | None) -> None:
+        if self.leader and self.plan.write is not None:
+            _checkpoint.save(self.plan.write, state, means, self.identity, self.done)
+        self.saved = self.done
+
+    # --- one batch, split when it does not fit -------------------------------------------------
+    def _batch(self, batch: Batch, device: torch.device) -> None:
+        rows = batch.tokens.shape[0]
+        size = rows if self.max_rows is None else min(rows, self.max_rows)
+        for piece in split(batch, size):
+            self._piece(piece, device)
+
+    def _piece(self, piece: Batch, device: torch.device) -> None:
+        mark = self.acc.mark()
+        self.acc.start(piece)
+        try:
+            self.view.run_until(piece.tokens.to(device), self.last_read)
+            self.acc.finish()
+            return
+        except _OOM as err:
+            reason = str(err).splitlines()[0] if str(err) else "out of memory"
+        # Outside the except block: the error and the activations its frames hold are freed.
+        self.acc.rollback(mark)
+        rows, width = piece.tokens.shape
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if rows == 1:
+            raise InsufficientMemoryError(
+                f"One sequence of {width} tokens does not fit in the memory of {device} even "
+                f"alone ({reason}). Use shorter sequences (Corpus.from_texts(..., window=...)), "
+                "free memory, or use a device with more memory.")
+        half = math.ceil(rows / 2)
+        if self.max_rows is None or half < self.max_rows:
+            warnings.warn(
+                f"A batch of {rows} sequences x {width} tokens ran out of memory on {device}; "
+                f"it was split and retried, and later batches run at most {half} sequences at "
+                f"a time. Counts stay exact. Pass batch_size={half} to avoid the retries.",
+                BatchSplitWarning, stacklevel=5)
+        self.max_rows, self.splits = half, self.splits + 1
+        for sub in split(piece, half):
+            self._piece(sub, device)
+
+    # --- results -------------------------------------------------------------------------------
+    def stats(self, *, final: bool) -> ActivationStats | None:
+        """The merged statistics (``final``), or this process's finished batches (Ctrl-C)."""
+        from lensneurons.stats import ActivationStats
+
+        if final:
+            state, means = self._merged()
+            if self.plan.write is not None and self.saved < self.n_batches:
+                self._save(state, means)
+        else:
+            state = self.acc.state()
+            means = self.acc.means() if self.acc.sequence_stats else None
+        per_rank = [[self.ran]] if self.group is None or not final else (
+            self.group.all_gather_ints([self.ran]))
+        groups = list(self.settings["groups"])
+        meta = {"fingerprint": self.identity["fingerprint"], "gated": self.view.gated,
+                "corpus": self.corpus, "corpus_digest": self.identity["corpus_digest"],
+                "dtype": self.identity["dtype"],
+                **{k: self.settings[k] for k in ("max_tokens_per_group", "batch_size",
+                                                  "n_batches")},
+                "batches_done": self.done, "resumed_at": self.start,
+                "batches_per_rank": [r[0] for r in per_rank], "split_batches": self.splits}
+        fields = results(state, means)
+        kept = [g for g, n in enumerate(state["n_tokens"].tolist()) if n > 0]
+        if not kept:
+            return None
+        if len(kept) < len(groups):  # only for partial statistics
+            index = torch.tensor(kept)
+            fields = {k: v[index] for k, v in fields.items()}
+            groups = [groups[g] for g in kept]
+        return ActivationStats(groups=groups, site=self.settings["site"], meta=meta, **fields)
+
+    def _interrupted(self) -> CollectInterrupted:
+        self.acc.rollback()
+        where = f"after {self.done} of {self.n_batches} batches"
+        saved = None
+        if self.group is None and self.plan.write is not None:
+            try:
+                self._save(self.acc.state(),
+                           self.acc.means() if self.acc.sequence_stats else None)
+                saved = self.plan.write
+            except (KeyboardInterrupt, LensNeuronsError, OSError):
+                saved = None
+        partial = self.stats(final=False)
+        if saved is not None:
+            how = (f"They are saved in {saved}: continue with collect(..., "
+                   f"checkpoint={str(saved)!r}, resume=True).")
+        elif self.group is not None:
+            how = (f"Under torchrun this holds rank {self.group.rank}'s batches only; resume "
+                   f"the job from its last checkpoint ({self.saved} batches).")
+        else:
+            how = "Pass checkpoint='runs/ckpt' to be able to resume a run."
+        return CollectInterrupted(
+            f"collect was interrupted {where}; the statistics of the finished batches are on "
+            f"this exception's .partial. {how}", partial, self.done, self.n_batches, saved)
+
+
+def split(batch: Batch, size: int) -> Iterator[Batch]:
+    """``batch`` in pieces of at most ``size`` rows (same width; segments recomputed)."""
+    rows = batch.tokens.shape[0]
+    if size >= rows:
+        yield batch
+        return
+    for lo in range(0, rows, size):
+        counted, groups = batch.counted[lo:lo + size], batch.rows[lo:lo + size]
+        n_counted = torch.zeros_like(batch.n_counted).index_add_(0, groups, counted.sum(1))
+        segments, start = [], 0
+        for group in groups.unique_consecutive().tolist():
+            end = start + int(n_counted[group])
+            segments.append((group, start, end))
+            start = end
+        yield Batch(batch.tokens[lo:lo + size], counted, groups, n_counted, tuple(segments))
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so a batch is committed wholly or not at all."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if caught:
+            raise KeyboardInterrupt
