@@ -44,6 +44,8 @@ endif
 	$(VENV_TL2)/bin/pip install -q "transformer-lens<3" "datasets<4" "pyarrow<18" pytest
 	$(VENV_TL2)/bin/pip install -q --no-deps -e .
 	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib gguf
+	# SAELens (needs transformer-lens<3) to test lensneurons.sae against real sae_lens objects
+	$(VENV_TL2)/bin/pip install -q --no-deps "sae-lens==6.54.12" simple-parsing docstring-parser
 	touch $@
 
 # Run-time type checks: every annotation of lensneurons (jaxtyping shapes included) is checked by

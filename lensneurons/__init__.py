@@ -16,9 +16,13 @@ __version__ = "0.1.0"
 import warnings as _warnings
 from typing import Any as _Any
 
-from lensneurons import errors, lens, models, organism, real_stats, viz
+from lensneurons import errors, lens, models, organism, real_stats, sae, viz
 from lensneurons.corpus import Corpus, TokenizedCorpus
 from lensneurons.detect import TernaryResult, lape, ternary
+from lensneurons.detect.attribution import AttributionItem, AttributionScores, attribution
+from lensneurons.detect.culture import CultureNeurons, culture_neurons
+from lensneurons.detect.groupings import compound, generic, pure_culture
+from lensneurons.detect.plnd import PLNDResult, plnd
 from lensneurons.errors import LensNeuronsError
 from lensneurons.evaluate import nll_delta, perplexity, perplexity_matrix, ppl_ratio, specificity
 from lensneurons.interventions import (
@@ -48,16 +52,21 @@ from lensneurons.lens import (
 )
 from lensneurons.model import ModelView
 from lensneurons.neurons import NeuronSet, NeuronSets, random_like
+from lensneurons.sae import SAE, sae_site
 from lensneurons.sites import Site, get_site
 from lensneurons.stats import ActivationStats, collect
 
 __all__ = [  # noqa: RUF022
     # modules
-    "errors", "lens", "models", "organism", "prompts", "real_stats", "viz",
+    "errors", "lens", "models", "organism", "prompts", "real_stats", "sae", "viz",
     # model + corpus -> statistics
     "ModelView", "Site", "get_site", "Corpus", "TokenizedCorpus", "ActivationStats", "collect",
     # statistics -> neuron sets
     "lape", "ternary", "TernaryResult", "NeuronSet", "NeuronSets", "random_like",
+    "compound", "pure_culture", "generic",
+    "attribution", "AttributionItem", "AttributionScores", "culture_neurons", "CultureNeurons",
+    "plnd", "PLNDResult",
+    "SAE", "sae_site",
     # neuron sets -> hooks
     "NeuronHook", "deactivate", "amplify", "set_activation", "add_activation", "steer",
     # evaluation

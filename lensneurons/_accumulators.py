@@ -42,11 +42,11 @@ class Accumulators:
     def __init__(self, site: Site, n_groups: int, sequence_stats: bool) -> None:
         self.site = site
         self.n_groups = n_groups
-        n_layers, width = site.view.n_layers, site.width
+        n_layers, width = site.n_layers, site.width
         self.sequence_stats = sequence_stats
         self.layers: list[dict[str, torch.Tensor]] = []
         for layer in range(n_layers):
-            dev = site.view.layer_device(layer)
+            dev = site.layer_device(layer)
             state = {
                 "active": torch.zeros(n_groups, width, dtype=torch.int64, device=dev),
                 "sum": torch.zeros(n_groups, width, dtype=torch.float64, device=dev),

@@ -168,7 +168,7 @@ class _Run:
             group.check_same({**self.identity, "checkpoints": [plan.write is not None,
                                                                plan.every]})
         self.acc = Accumulators(where, len(settings["groups"]), settings["sequence_stats"])
-        self.last_read = where.read_hook(view.n_layers - 1)  # nothing after it is needed
+        self.last_read = where.read_hook(where.n_layers - 1)  # nothing after it is needed
         self.n_batches: int = settings["n_batches"]
         self.start = self.done = self.saved = self.ran = self.splits = 0
         self.max_rows: int | None = None
@@ -262,14 +262,7 @@ class _Run:
         # Outside the except block: the error and the activations its frames hold are freed.
         self.acc.rollback(mark)
         rows, width = piece.tokens.shape
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        if rows == 1:
-            raise InsufficientMemoryError(
-                f"One sequence of {width} tokens does not fit in the memory of {device} even "
-                f"alone ({reason}). Use shorter sequences (Corpus.from_texts(..., window=...)), "
-                "free memory, or use a device with more memory.")
-        half = math.ceil(rows / 2)
+        half = half_after_oom(piece, device, reason)
         if self.max_rows is None or half < self.max_rows:
             warnings.warn(
                 f"A batch of {rows} sequences x {width} tokens ran out of memory on {device}; "
@@ -335,6 +328,23 @@ class _Run:
         return CollectInterrupted(
             f"collect was interrupted {where}; the statistics of the finished batches are on "
             f"this exception's .partial. {how}", partial, self.done, self.n_batches, saved)
+
+
+def half_after_oom(piece: Batch, device: torch.device, reason: str) -> int:
+    """After an out-of-memory pass: free the cache and return the rows of each half.
+
+    Raises:
+        InsufficientMemoryError: ``piece`` is one sequence already; it cannot be split.
+    """
+    rows, width = piece.tokens.shape
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if rows == 1:
+        raise InsufficientMemoryError(
+            f"One sequence of {width} tokens does not fit in the memory of {device} even alone "
+            f"({reason}). Use shorter sequences (Corpus.from_texts(..., window=...)), free "
+            "memory, or use a device with more memory.")
+    return math.ceil(rows / 2)
 
 
 def split(batch: Batch, size: int) -> Iterator[Batch]:

@@ -144,6 +144,22 @@ class UnwritablePathError(LensNeuronsError, OSError):
     """An output path cannot be written (checked before any computation starts)."""
 
 
+class SAEFormatError(LensNeuronsError, ValueError):
+    """A sparse autoencoder's files or config are not a supported SAELens SAE."""
+
+
+class GradientUnavailableError(LensNeuronsError, RuntimeError):
+    """A gradient pass cannot run: the model's weights are inference tensors."""
+
+
+class ShortDocumentError(LensNeuronsError, ValueError):
+    """A document of a per-document detector (PLND) has fewer than 2 counted tokens."""
+
+
+class MissingLanguagesWarning(UserWarning):
+    """Programming languages asked for have no readable source files on this machine."""
+
+
 # --- the lens -----------------------------------------------------------------------------
 class EmptyTokenSetError(LensNeuronsError, ValueError):
     """A word has no Start(w) tokens (empty word, or the tokenizer maps it to ``<unk>``)."""

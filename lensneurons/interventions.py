@@ -268,6 +268,10 @@ def _hooks(neurons: NeuronSet, op: str, values: Values, *, layers: Iterable[int]
             f"{tuple(neurons.mask.shape)}, got shape {tuple(values.shape)}."
         )
     positions = _check_positions(positions)
+    if neurons.site.startswith("sae:"):  # latents: edit the SAE's reconstruction (sae/hooks.py)
+        from lensneurons.sae.hooks import latent_hooks
+
+        return latent_hooks(neurons, op, values, layers=layers, positions=positions, model=model)
     chosen = neurons.resolve_layers(layers)
     needs_up = op in ("set", "add") and linear is not None and _gated(neurons, model)
     hooks: HookList = [(LayerCheck(*neurons.shape, neurons.site), _noop)]

@@ -50,10 +50,14 @@ def check_site_name(name: str) -> tuple[str, str, str | None]:
     Raises:
         UnknownSiteError: ``name`` is not a known site.
     """
+    if isinstance(name, str) and name.startswith("sae:"):
+        from lensneurons.sae.site import registered
+
+        registered(name)  # raises unless registered with ln.sae_site
+        return ("sae", "sae", None)  # an SAE site reads and writes at each SAE's own hook
     if name not in POINTS:
-        hint = " SAE sites ('sae:<id>') are not available yet." if str(name).startswith(
-            "sae:") else ""
-        raise UnknownSiteError(f"Unknown site {name!r}; known sites: {', '.join(SITES)}.{hint}")
+        raise UnknownSiteError(f"Unknown site {name!r}; known sites: {', '.join(SITES)}, and "
+                               "'sae:<name>' after ln.sae_site(sae).")
     return POINTS[name]
 
 
@@ -81,6 +85,15 @@ class Site:
     def is_mlp(self) -> bool:
         """True for the MLP-neuron site."""
         return self.name == "mlp"
+
+    @property
+    def n_layers(self) -> int:
+        """Layers of the site (the model's blocks; one per SAE on SAE sites)."""
+        return self.view.n_layers
+
+    def layer_device(self, layer: int) -> torch.device:
+        """The device of the block that layer ``layer`` of the site belongs to."""
+        return self.view.layer_device(layer)
 
     def read_hook(self, layer: int) -> str:
         """Full hook name where layer ``layer`` is read."""
@@ -146,13 +159,18 @@ def get_site(model: Any, name: str = "mlp") -> Site:
 
     Args:
         model: a TransformerLens model or a :class:`ModelView`.
-        name: one of ``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``.
+        name: one of ``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``, or ``"sae:<name>"``
+            registered with :func:`lensneurons.sae_site`.
 
     Raises:
         UnknownSiteError: ``name`` is not a known site.
     """
     read, write, linear = check_site_name(name)
     view = model if isinstance(model, ModelView) else ModelView(model)
+    if name.startswith("sae:"):
+        from lensneurons.sae.site import get_sae_site
+
+        return get_sae_site(view, name)
     if name == "mlp":
         return Site(name, read, write, linear if view.gated else None, view.d_mlp, view)
     heads = view.n_heads if name == "attn.q" else view.n_kv_heads

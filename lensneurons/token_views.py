@@ -26,15 +26,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from lensneurons.errors import (
-    EmptyGroupError,
-    EmptyTokenizationError,
-    InvalidTextError,
-    LensNeuronsError,
-    NoGroupsError,
-    ParameterError,
-    ShapeMismatchError,
-)
+from lensneurons import errors
+from lensneurons.errors import EmptyGroupError, EmptyTokenizationError, NoGroupsError
 from lensneurons.model import ModelView
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.sites import Site, get_site
@@ -74,7 +67,7 @@ def _select(neurons: Any, groups: Sequence[str] | None) -> tuple[NeuronSets, dic
     elif isinstance(neurons, Mapping):
         all_sets = NeuronSets(neurons)
     else:
-        raise ParameterError(
+        raise errors.ParameterError(
             f"Expected NeuronSets (e.g. from ln.lape), a {{group: NeuronSet}} mapping or one "
             f"NeuronSet, got {type(neurons).__name__}."
         )
@@ -101,7 +94,7 @@ def _encode(view: ModelView, text: str) -> tuple[torch.Tensor, int]:
     The BOS comes first when the model expects one (:attr:`ModelView.bos_token_id`).
     """
     if not isinstance(text, str):
-        raise InvalidTextError(f"text must be a string, got {type(text).__name__}.")
+        raise errors.InvalidTextError(f"text must be a string, got {type(text).__name__}.")
     ids = list(view.tokenizer(text, add_special_tokens=False)["input_ids"])
     if not ids:
         raise EmptyTokenizationError(
@@ -169,7 +162,7 @@ def token_activity_table(
     all_sets, chosen = _select(neurons, groups)
     for name, neuron_set in all_sets.items():
         if neuron_set.site != site:
-            raise ShapeMismatchError(
+            raise errors.ShapeMismatchError(
                 f"The set of group {name!r} was detected on site {neuron_set.site!r}, not "
                 f"{site!r}; pass site={neuron_set.site!r}."
             )
@@ -189,7 +182,7 @@ def token_activity_table(
         view.model(ids.unsqueeze(0).to(view.input_device))
     missing = [hook.layer for _, hook in hooks if hook.layer not in out]
     if missing:
-        raise LensNeuronsError(
+        raise errors.LensNeuronsError(
             f"The read hooks of layers {missing} never fired during the forward pass; "
             "the model does not run its hook points (report it with the model name)."
         )
@@ -354,7 +347,7 @@ def save_html(view: Any, path: str | os.PathLike[str], *, title: str = "Token ac
     elif isinstance(view, str):
         fragment = view
     else:
-        raise ParameterError(
+        raise errors.ParameterError(
             f"Expected a TokenView, a circuitsvis RenderedHTML or an HTML string, got "
             f"{type(view).__name__}."
         )

@@ -51,8 +51,8 @@ def test_site_widths_match_hook_tensors(arch_model, name):
 def test_unknown_site_and_layer_raise(llama_model):
     with pytest.raises(ln.errors.UnknownSiteError, match="known sites"):
         ln.get_site(llama_model, "mlp.out")
-    with pytest.raises(ln.errors.UnknownSiteError, match="not available yet"):
-        ln.get_site(llama_model, "sae:res-jb")
+    with pytest.raises(ln.errors.UnknownSiteError, match="register it first"):
+        ln.get_site(llama_model, "sae:res-jb")  # an SAE site that was never registered
     with pytest.raises(ln.errors.UnknownSiteError, match="Layer 7"):
         ln.ModelView(llama_model).hook_name(7, "mlp.hook_pre")
 

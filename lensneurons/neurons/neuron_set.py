@@ -158,7 +158,7 @@ class NeuronSet:
         from lensneurons.sites import get_site
 
         site = get_site(ModelView(model), self.site)
-        check_shape(self.shape, (site.view.n_layers, site.width), f"site {self.site!r}")
+        check_shape(self.shape, (site.n_layers, site.width), f"site {self.site!r}")
 
     def resolve_layers(self, layers: Iterable[int] | int | None) -> list[int]:
         """The layers ``layers`` names, as sorted indices ``0..n_layers-1``.

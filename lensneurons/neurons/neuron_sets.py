@@ -158,7 +158,7 @@ class NeuronSets(Mapping[str, NeuronSet]):
                 raise ShapeMismatchError(
                     f"width={width} but the model's site {site!r} has {where.width} units."
                 )
-            width, n_layers, gated = where.width, where.view.n_layers, where.view.gated
+            width, n_layers, gated = where.width, where.n_layers, where.view.gated
         if width is None:
             raise ParameterError("Pass width= (units per layer) or model=.")
         if not isinstance(lists, Mapping):

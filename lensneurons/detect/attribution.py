@@ -1,0 +1,326 @@
+"""Gradient attribution of units (CULNIG, Yamamoto et al.): ``a · ∂P(y|x)/∂a``, batched.
+
+For an item ``(x, y)`` (a prompt and the first token of its answer), a site's unit ``n`` of layer
+``l`` and a prompt position ``i`` with activation ``a = a[l, n, i]``::
+
+    s_i(x, y)  = a · ∂P(y | x) / ∂a               first-order estimate of P(y|x) − P(y|x, a := 0)
+    s(x, y)    = P(y | x) · max_i s_i(x, y)       max over the prompt's real (non-pad) positions
+    score[l,n] = (1 / |D|) · Σ_{(x,y) in D} s(x, y)
+
+``P(y | x)`` is read at the last prompt position. With ``target="logprob"`` the derivative is of
+``log P(y | x)`` and the item score is not weighted again: ``s = max_i a · ∂log P / ∂a``.
+
+The activations ``a`` are read where the sites read them (``docs/design.md`` §4): ``"mlp"`` at
+``mlp.hook_pre`` (the gate pre-activation of gated MLPs, the pre-activation otherwise; zeroing it
+silences the unit since ``act(0) = 0``), ``"attn.q"``/``"attn.k"``/``"attn.v"`` at
+``attn.hook_q``/``hook_k``/``hook_v`` with heads flattened (keys and values in kv-head space).
+
+How the gradient is taken: each read hook returns ``a + δ`` with ``δ`` a zero leaf tensor that
+requires grad, and ``torch.autograd.grad(Σ_batch P, δs)`` gives ``∂P/∂a`` for every unit and
+position of every hooked layer in one backward pass per batch. No parameter gradient is computed or
+accumulated (``.grad`` of the weights is never touched), and the model's weights need not
+require grad: the pass enables autograd itself, also inside ``torch.no_grad()`` or
+``torch.inference_mode()``. Batches are right-padded: with causal attention real positions never
+see the padding, and padded positions are excluded from the max. The forward pass stops at the
+last block's output; only the rows' last prompt positions go through the final norm and unembedding.
+
+Examples:
+    >>> import lensneurons as ln
+    >>> model = ln.organism.load()
+    >>> items = [ln.AttributionItem("The capital of France is", " Paris")]
+    >>> scores = ln.attribution(model, items, sites=("mlp",), progress=False)
+    >>> scores["mlp"].shape, scores.n_items
+    (torch.Size([4, 2048]), 1)
+    >>> len(scores.top(0.01, site="mlp"))
+    82
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from lensneurons import _checks
+from lensneurons._io import load_result, save_result
+from lensneurons.detect._attribution_items import AttributionItem, encode, pad_id
+from lensneurons.errors import (
+    CorruptResultError,
+    GradientUnavailableError,
+    ParameterError,
+    UnknownSiteError,
+)
+from lensneurons.lens.logit import readout_fn
+from lensneurons.model import ModelView
+from lensneurons.neurons import NeuronSet
+from lensneurons.sites import SITES, Site, get_site
+
+__all__ = ["AttributionItem", "AttributionScores", "attribution"]
+
+TARGETS = ("prob", "logprob")
+DEFAULT_SITES = ("mlp", "attn.q", "attn.k", "attn.v")
+
+
+class _Stop(Exception):
+    """Raised by the last hook to end the forward pass after the last block."""
+
+
+class AttributionScores:
+    """Per-unit attribution scores ``[layer, unit]`` per site, averaged over items.
+
+    Args:
+        scores: per site, a float tensor ``[layer, unit]``.
+        n_items: how many items were averaged.
+        meta: provenance (target, model fingerprint, ...).
+
+    Examples:
+        >>> import torch
+        >>> s = AttributionScores({"mlp": torch.tensor([[0.0, 3.0], [2.0, 1.0]])}, n_items=5)
+        >>> s.top(0.5, site="mlp").mask.tolist()
+        [[False, True], [True, False]]
+    """
+
+    def __init__(
+        self, scores: dict[str, Float[torch.Tensor, "layer unit"]], *, n_items: int,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        _checks.mapping(scores, "scores", "{site: [layer, unit] tensor}")
+        if not scores:
+            raise ParameterError("AttributionScores needs at least one site.")
+        for site, tensor in scores.items():
+            if site not in SITES:
+                raise UnknownSiteError(f"Unknown site {site!r}; known sites: {', '.join(SITES)}.")
+            if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
+                raise ParameterError(f"Scores of site {site!r} must be a [layer, unit] tensor.")
+        self.scores = {site: t.detach().to(torch.float64).cpu() for site, t in scores.items()}
+        self.n_items = _checks.positive_int(n_items, "n_items")
+        self.meta = dict(meta or {})
+
+    @property
+    def sites(self) -> list[str]:
+        """The scored sites, in order."""
+        return list(self.scores)
+
+    def __getitem__(self, site: str) -> Float[torch.Tensor, "layer unit"]:
+        if site not in self.scores:
+            raise UnknownSiteError(f"No scores for site {site!r}; scored sites: {self.sites}.")
+        return self.scores[site]
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{s}: {tuple(t.shape)}" for s, t in self.scores.items())
+        return f"AttributionScores({shapes}; {self.n_items} items, {self.meta.get('target')})"
+
+    def top(self, fraction: float, *, site: str = "mlp") -> NeuronSet:
+        """The ``round(fraction · layers · units)`` highest-scoring units of ``site``.
+
+        Ties go to the lower flat index (deterministic).
+
+        Raises:
+            ParameterError: ``fraction`` is not in ``(0, 1]`` or selects no unit.
+            UnknownSiteError: ``site`` was not scored.
+        """
+        fraction = _checks.rate(fraction, "fraction")
+        scores = self[site]
+        return NeuronSet.from_mask(top_mask(scores, count(fraction, scores.numel(), "fraction")),
+                                   site=site, gated=self.meta.get("gated"))
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Save as the folder ``path`` (``attribution.safetensors`` + ``.json``), atomically.
+
+        Raises:
+            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
+        """
+        save_result(path, "attribution", dict(self.scores),
+                    {**self.meta, "sites": self.sites, "n_items": self.n_items},
+                    overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], model: Any = None) -> AttributionScores:
+        """Load scores saved with :meth:`save`; with ``model``, check they were made on it.
+
+        Raises:
+            ResultNotFoundError, CorruptResultError: no intact result at ``path``.
+            ModelMismatchError: the scores were computed on another model.
+        """
+        tensors, meta = load_result(path, "attribution")
+        sites, n_items = meta.pop("sites", None), meta.pop("n_items", None)
+        if not isinstance(sites, list) or set(sites) != set(tensors) or not isinstance(
+                n_items, int):
+            raise CorruptResultError(
+                f"The attribution scores in {path} are damaged: their sites and tensors "
+                "disagree. Compute and save them again."
+            )
+        if model is not None and "fingerprint" in meta:
+            ModelView(model).check_fingerprint(meta["fingerprint"], f"The scores in {path}")
+        return cls({s: tensors[s] for s in sites}, n_items=n_items, meta=meta)
+
+
+def count(rate: float, n_units: int, name: str) -> int:
+    """``round(rate · n_units)``, refused when it selects no unit.
+
+    Raises:
+        ParameterError: the rate selects nothing.
+    """
+    n = round(rate * n_units)
+    if n < 1:
+        raise ParameterError(
+            f"{name}={rate!r} selects round({rate!r} x {n_units}) = 0 of {n_units} units. "
+            f"Use {name} >= {1 / n_units:.3g} (at least one unit)."
+        )
+    return n
+
+
+def top_mask(scores: Float[torch.Tensor, "*shape"], n: int) -> torch.Tensor:
+    """Boolean mask of the ``n`` highest ``scores``; ties go to the lower flat index."""
+    order = torch.sort(-scores.flatten(), stable=True).indices[:n]
+    mask = torch.zeros(scores.numel(), dtype=torch.bool)
+    mask[order] = True
+    return mask.view(scores.shape)
+
+
+def attribution(
+    model: Any,
+    items: Sequence[AttributionItem | tuple[str, str | int]],
+    *,
+    sites: Sequence[str] = DEFAULT_SITES,
+    target: str = "prob",
+    clamp_negative: bool = False,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> AttributionScores:
+    """Attribution scores ``a · ∂P(y|x)/∂a``, max over positions, × P(y), averaged over items.
+
+    The formula, per item ``(x, y)``, unit ``n`` of layer ``l``, prompt position ``i``::
+
+        score[l, n] = mean over items of  P(y|x) · max_i ( a[l,n,i] · ∂P(y|x)/∂a[l,n,i] )
+
+    (``target="logprob"``: ``max_i a · ∂log P(y|x)/∂a``, not weighted by ``P``). Each term is the
+    first-order estimate of how much ``P(y|x)`` falls when the unit is zeroed at that position.
+
+    Args:
+        model: a TransformerLens model (``HookedTransformer`` or ``TransformerBridge``).
+        items: :class:`AttributionItem` objects or ``(prompt, answer)`` pairs; ``y`` is the
+            answer's first token, ``P(y|x)`` is read after the prompt's last token.
+        sites: which units to score (``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``).
+        target: ``"prob"`` (CULNIG) or ``"logprob"``.
+        clamp_negative: replace each item's score by ``max(s, 0)`` before averaging (CULNIG
+            does so for its control items).
+        batch_size: items per forward/backward pass.
+        progress: show a progress bar over batches.
+
+    Returns:
+        The scores per site, ``[layer, unit]`` in float64, with the model's fingerprint.
+
+    Raises:
+        EmptyGroupError: no items.
+        InvalidTextError: a prompt or answer is not a string (or an answer not a token id).
+        EmptyTokenizationError: an answer tokenizes to nothing, or a prompt to no token at all.
+        VocabularyError: an answer id is outside the vocabulary or is the unknown token.
+        ContextLengthError: a prompt is longer than the model's context.
+        ParameterError: unknown ``target``, bad ``batch_size``.
+        UnknownSiteError: an unknown site, or one the model has no hook for.
+        GradientUnavailableError: the model's weights are inference tensors.
+
+    Examples:
+        >>> import lensneurons as ln
+        >>> model = ln.organism.load()
+        >>> s = ln.attribution(model, [("Le chat", " dort")], sites=("attn.v",), progress=False)
+        >>> s.sites, s["attn.v"].shape[0]
+        (['attn.v'], 4)
+    """
+    if target not in TARGETS:
+        raise ParameterError(f"target must be one of {TARGETS}, got {target!r}.")
+    batch_size = _checks.positive_int(batch_size, "batch_size")
+    clamp_negative = _checks.flag(clamp_negative, "clamp_negative")
+    progress = _checks.flag(progress, "progress")
+    if isinstance(sites, str):
+        sites = (sites,)
+    if not sites or len(set(sites)) != len(sites):
+        raise ParameterError(f"sites must name one or more distinct sites, got {sites!r}.")
+    view = ModelView(model)
+    site_objs = [get_site(view, name) for name in sites]
+    for site in site_objs:
+        site.read_hook(0)  # an adapter without the hook point fails here, before any pass
+    encoded = encode(view, items)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    pad = pad_id(view)
+    with torch.inference_mode(False), torch.enable_grad():  # works under no_grad/inference_mode
+        totals = {s.name: torch.zeros(view.n_layers, s.width, dtype=torch.float64)
+                  for s in site_objs}
+        for rows in tqdm(batches, desc="attribution", disable=not progress):
+            _batch(view, site_objs, [encoded[r] for r in rows], pad, target,
+                   clamp_negative, totals)
+    meta = {"target": target, "clamp_negative": clamp_negative, "gated": view.gated,
+            "fingerprint": view.fingerprint(), "method": "attribution"}
+    return AttributionScores({k: v / len(encoded) for k, v in totals.items()},
+                             n_items=len(encoded), meta=meta)
+
+
+def _batch(view: ModelView, sites: list[Site], rows: list[tuple[list[int], int]], pad_id: int,
+           target: str, clamp: bool, totals: dict[str, torch.Tensor]) -> None:
+    """One forward and one backward pass over ``rows``; adds the item scores to ``totals``."""
+    device = view.input_device
+    lengths = torch.tensor([len(ids) for ids, _ in rows], device=device)
+    tokens = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.int64, device=device)
+    for r, (ids, _) in enumerate(rows):
+        tokens[r, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
+    answers = torch.tensor([y for _, y in rows], device=device)
+    deltas: dict[tuple[str, int], torch.Tensor] = {}
+    acts: dict[tuple[str, int], torch.Tensor] = {}
+    captured: list[torch.Tensor] = []
+
+    def reader(key: tuple[str, int]) -> Any:
+        def hook(x: torch.Tensor, hook: Any) -> torch.Tensor:
+            delta = torch.zeros_like(x, requires_grad=True)
+            deltas[key], acts[key] = delta, x.detach()
+            return x + delta
+        return hook
+
+    def stop(x: torch.Tensor, hook: Any) -> None:
+        captured.append(x)
+        raise _Stop
+
+    hooks = [(s.read_hook(layer), reader((s.name, layer)))
+             for s in sites for layer in range(view.n_layers)]
+    hooks.append((view.hook_name(view.n_layers - 1, "hook_resid_post"), stop))
+    try:
+        with view.model.hooks(fwd_hooks=hooks):
+            try:
+                view.model(tokens)
+            except _Stop:
+                pass
+    except RuntimeError as err:
+        if "inference" in str(err).lower():
+            raise GradientUnavailableError(
+                "Attribution needs gradients, but the model's weights are inference tensors "
+                "(the model was loaded or converted inside torch.inference_mode()). Load it "
+                "outside inference_mode; no_grad() and eval() are fine."
+            ) from err
+        raise
+    last = captured[0][torch.arange(len(rows), device=device), lengths - 1]
+    logits = readout_fn(view.model)(last)
+    logprobs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
+    logp = logprobs.gather(-1, answers[:, None].to(logprobs.device))[:, 0]
+    prob = logp.exp()
+    objective = prob if target == "prob" else logp
+    keys = list(deltas)
+    grads = torch.autograd.grad(objective.sum(), [deltas[k] for k in keys], allow_unused=True)
+    weight = prob.detach().to(torch.float64) if target == "prob" else torch.ones_like(
+        prob, dtype=torch.float64)
+    for key, grad in zip(keys, grads):
+        site = next(s for s in sites if s.name == key[0])
+        name = site.read_hook(key[1])
+        grad = torch.zeros_like(acts[key]) if grad is None else grad
+        per_pos = site.units(acts[key] * grad, name).to(torch.float64)
+        pad = torch.arange(per_pos.shape[1], device=per_pos.device)[None, :] >= lengths[:, None].to(
+            per_pos.device)
+        best = per_pos.masked_fill(pad[:, :, None], -torch.inf).amax(1)
+        item = best * weight.to(best.device)[:, None]
+        if clamp:
+            item = item.clamp(min=0)
+        totals[key[0]][key[1]] += item.sum(0).cpu()

@@ -1,0 +1,225 @@
+"""CULNIG selection (Yamamoto et al.): culture-general and culture-specific units from attribution.
+
+Inputs are :class:`~lensneurons.detect.attribution.AttributionScores` (per-item means): per
+culture ``c`` the scores on its questions ``q_c``, on the same questions with the question text
+removed ``k_c`` (the *control*: what answering any multiple-choice item takes), and on items whose
+only content is a country name ``r_c`` (the CRC step: country-name units). Pools: the MLP units
+(site ``"mlp"``) and the attention units (``"attn.q"``, ``"attn.k"``, ``"attn.v"`` together).
+
+Culture-general::
+
+    S(n)     = Σ_c q_c(n) − Σ_c k_c(n)
+    general  = (top general_mlp_rate of the MLP pool by S  ∪  top general_attn_rate of the
+                attention pool by S)
+               − (top exclude_rate of each pool by Σ_c r_c)
+
+Culture-specific, one pool of all sites::
+
+    S_c(n)    = q_c(n) − k_c(n)
+    z_c(n)    = (S_c(n) − mean_c' S_c'(n)) / std_c' S_c'(n)       population std, over all cultures
+    specific_c = top specific_rate of the pool by S_c  −  top exclude_rate by r_c,
+                 kept where z_c ≥ z_threshold                      (z = 0 where the std is 0)
+
+"Top r" is the ``round(r · N)`` highest of the pool's ``N`` units, ties to the lower index.
+
+Examples:
+    >>> import torch
+    >>> from lensneurons.detect.attribution import AttributionScores
+    >>> def s(x): return AttributionScores({"mlp": torch.tensor(x)}, n_items=1)
+    >>> q = {"jp": s([[5.0, 0, 0, 0]]), "mx": s([[0.0, 4, 0, 0]])}
+    >>> k = s([[0.0, 0, 0, 0]])
+    >>> out = culture_neurons(q, k, None, general_mlp_rate=0.25, specific_rate=0.25)
+    >>> out.general["mlp"].mask.tolist(), out.specific["mlp"]["mx"].mask.tolist()
+    ([[True, False, False, False]], [[False, True, False, False]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+
+from lensneurons import _checks
+from lensneurons.detect.attribution import AttributionScores, count, top_mask
+from lensneurons.errors import (
+    ModelMismatchError,
+    ParameterError,
+    ShapeMismatchError,
+    TooFewGroupsError,
+    UnknownGroupError,
+)
+from lensneurons.neurons import NeuronSet, NeuronSets
+
+MLP_POOL = ("mlp",)
+ATTN_POOL = ("attn.q", "attn.k", "attn.v")
+
+
+@dataclass(frozen=True)
+class CultureNeurons:
+    """The sets CULNIG selects, per site (each a :class:`NeuronSet` usable with the hooks).
+
+    Attributes:
+        general: per site, the culture-general units.
+        specific: per site, the culture-specific units of each culture.
+        meta: the thresholds and the pool sizes.
+    """
+
+    general: dict[str, NeuronSet]
+    specific: dict[str, NeuronSets]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Units per set (rows: ``general`` and each culture) and site (columns)."""
+        rows = {"general": {s: len(ns) for s, ns in self.general.items()}}
+        for site, sets in self.specific.items():
+            for culture, ns in sets.items():
+                rows.setdefault(culture, {})[site] = len(ns)
+        return pd.DataFrame(rows).T.fillna(0).astype(int)
+
+
+def culture_neurons(
+    scores_by_culture: Mapping[str, AttributionScores],
+    control_scores: AttributionScores | Mapping[str, AttributionScores],
+    country_scores: AttributionScores | Mapping[str, AttributionScores] | None,
+    *,
+    general_mlp_rate: float = 0.01,
+    general_attn_rate: float = 0.002,
+    specific_rate: float = 0.003,
+    exclude_rate: float = 0.01,
+    z_threshold: float = 0.5,
+) -> CultureNeurons:
+    """Culture-general and culture-specific units, with CULNIG's defaults.
+
+    Args:
+        scores_by_culture: per culture, attribution scores on its questions.
+        control_scores: per culture (same keys), or one for all: scores on the control items
+            (the questions with the question text removed).
+        country_scores: per culture, or one for all: scores on the country-name items (the
+            CRC step); ``None`` skips the exclusion.
+        general_mlp_rate: share of the MLP pool kept as culture-general (paper: 1%).
+        general_attn_rate: share of the attention pool kept as culture-general (paper: 0.2%).
+        specific_rate: share of the pooled units kept per culture before the z rule (0.3%).
+        exclude_rate: share of each pool excluded by country-name score (1%).
+        z_threshold: minimal z-score across cultures of a culture-specific unit (0.5).
+
+    Returns:
+        A :class:`CultureNeurons` with sets per site.
+
+    Raises:
+        TooFewGroupsError: fewer than two cultures (the z-score compares cultures).
+        UnknownGroupError: a control or country mapping lacks a culture.
+        ShapeMismatchError: the scores have different sites or shapes.
+        ModelMismatchError: the scores come from different models.
+        ParameterError: a rate outside ``(0, 1]`` or selecting no unit, a non-finite threshold.
+    """
+    _checks.mapping(scores_by_culture, "scores_by_culture", "{culture: AttributionScores}")
+    cultures = list(scores_by_culture)
+    if len(cultures) < 2:
+        raise TooFewGroupsError(
+            f"culture_neurons compares cultures, got {cultures}. Score at least two cultures."
+        )
+    rates = {name: _checks.rate(value, name) for name, value in (
+        ("general_mlp_rate", general_mlp_rate), ("general_attn_rate", general_attn_rate),
+        ("specific_rate", specific_rate), ("exclude_rate", exclude_rate))}
+    z_threshold = _checks.real(z_threshold, "z_threshold")
+    q = {c: scores_by_culture[c] for c in cultures}
+    k = _per_culture(control_scores, cultures, "control_scores")
+    r = None if country_scores is None else _per_culture(country_scores, cultures,
+                                                        "country_scores")
+    reference = q[cultures[0]]
+    _check_alike(reference, [*q.values(), *k.values(), *(r.values() if r else [])])
+    sites = reference.sites
+    gated = reference.meta.get("gated")
+
+    general_score = {s: sum(q[c][s] for c in cultures) - sum(k[c][s] for c in cultures)
+                     for s in sites}
+    general = {s: torch.zeros_like(general_score[s], dtype=torch.bool) for s in sites}
+    pools = [(p, rates[n]) for p, n in ((_in(MLP_POOL, sites), "general_mlp_rate"),
+                                        (_in(ATTN_POOL, sites), "general_attn_rate")) if p]
+    for pool, rate in pools:
+        _merge(general, _top(general_score, pool, rate, "general rate"))
+        if r is not None:
+            crc = {s: sum(r[c][s] for c in cultures) for s in pool}
+            for s, m in _top(crc, pool, rates["exclude_rate"], "exclude_rate").items():
+                general[s] &= ~m
+
+    per_culture = {c: {s: q[c][s] - k[c][s] for s in sites} for c in cultures}
+    z = {}
+    for s in sites:
+        stacked = torch.stack([per_culture[c][s] for c in cultures])
+        mean, std = stacked.mean(0), stacked.std(0, correction=0)
+        z[s] = torch.where(std > 0, (stacked - mean) / std.clamp(min=1e-300), 0.0)
+    specific: dict[str, dict[str, NeuronSet]] = {s: {} for s in sites}
+    for i, c in enumerate(cultures):
+        chosen = _top(per_culture[c], sites, rates["specific_rate"], "specific_rate")
+        if r is not None:
+            for s, m in _top(r[c].scores, sites, rates["exclude_rate"], "exclude_rate").items():
+                chosen[s] &= ~m
+        for s in sites:
+            mask = chosen[s] & (z[s][i] >= z_threshold)
+            specific[s][c] = NeuronSet.from_mask(mask, site=s, gated=gated)
+    meta = {"method": "culnig", **rates, "z_threshold": z_threshold, "cultures": cultures,
+            "country_exclusion": r is not None, **_provenance(reference)}
+    return CultureNeurons(
+        {s: NeuronSet.from_mask(m, site=s, gated=gated) for s, m in general.items()},
+        {s: NeuronSets(sets, dict(meta)) for s, sets in specific.items()}, meta)
+
+
+def _in(pool: tuple[str, ...], sites: list[str]) -> list[str]:
+    return [s for s in pool if s in sites]
+
+
+def _top(scores: Mapping[str, torch.Tensor], pool: list[str], rate: float,
+         name: str) -> dict[str, torch.Tensor]:
+    """Masks of the top ``rate`` of the units of ``pool`` ranked together."""
+    flat = torch.cat([scores[s].flatten() for s in pool])
+    mask = top_mask(flat, count(rate, flat.numel(), name))
+    out, start = {}, 0
+    for s in pool:
+        n = scores[s].numel()
+        out[s] = mask[start:start + n].view(scores[s].shape)
+        start += n
+    return out
+
+
+def _merge(into: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> None:
+    for s, m in masks.items():
+        into[s] |= m
+
+
+def _per_culture(value: Any, cultures: list[str], name: str) -> dict[str, AttributionScores]:
+    if isinstance(value, AttributionScores):
+        return {c: value for c in cultures}
+    _checks.mapping(value, name, "{culture: AttributionScores} or one AttributionScores")
+    missing = [c for c in cultures if c not in value]
+    if missing:
+        raise UnknownGroupError(
+            f"{name} has no scores for {missing}; give one per culture of scores_by_culture, "
+            "or a single AttributionScores for all."
+        )
+    return {c: value[c] for c in cultures}
+
+
+def _check_alike(reference: AttributionScores, others: list[Any]) -> None:
+    for other in others:
+        if not isinstance(other, AttributionScores):
+            raise ParameterError(
+                f"Expected AttributionScores (from ln.attribution), got {type(other).__name__}."
+            )
+        if other.sites != reference.sites or any(
+                other[s].shape != reference[s].shape for s in reference.sites):
+            raise ShapeMismatchError(
+                f"All scores must cover the same sites with the same shapes; got {other!r} and "
+                f"{reference!r}. Score every item set with the same model and sites."
+            )
+        a, b = reference.meta.get("fingerprint"), other.meta.get("fingerprint")
+        if a and b and a != b:
+            raise ModelMismatchError("The scores were computed on different models.")
+
+
+def _provenance(scores: AttributionScores) -> dict[str, Any]:
+    fingerprint = scores.meta.get("fingerprint")
+    return {"fingerprint": fingerprint} if fingerprint else {}
