@@ -8,10 +8,9 @@ plus a backward pass costs about 3x a forward pass; the target is attribution <=
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _timing import median_seconds
 
 import lensneurons as ln
 from lensneurons.corpora import culture_items
@@ -32,15 +31,6 @@ def bare_forward(model, items, batch_size: int) -> None:
             model(tokens)
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     """Print the ratios."""
     parser = argparse.ArgumentParser()
@@ -50,10 +40,10 @@ def main() -> None:
     args = parser.parse_args()
     model = ln.organism.load()
     items = [i for rows in culture_items().values() for i in rows][:args.items]
-    base = timed(lambda: bare_forward(model, items, args.batch_size), args.repeats)
+    base = median_seconds(lambda: bare_forward(model, items, args.batch_size), args.repeats)
     print(f"bare forward: {base:.3f} s for {len(items)} items")
     for sites in (("mlp",), ("mlp", "attn.q", "attn.k", "attn.v")):
-        t = timed(lambda s=sites: ln.attribution(model, items, sites=s, progress=False,
+        t = median_seconds(lambda s=sites: ln.attribution(model, items, sites=s, progress=False,
                                                  batch_size=args.batch_size), args.repeats)
         print(f"attribution {'+'.join(sites):28s} {t:.3f} s   ratio {t / base:.2f}")
 

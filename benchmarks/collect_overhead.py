@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _timing import timed
 
 import lensneurons as ln
 
@@ -129,20 +130,6 @@ def make_texts(model: Any, args: argparse.Namespace, texts_per_group: int,
 
 
 # --- timing ---------------------------------------------------------------------------------------
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _timed(fn: Callable[[], Any], device: str) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds of ``fn()``."""
-    _sync(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    _sync(device)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def bare_forward(model: Any, corpus: ln.Corpus, batch_size: int, device: str) -> None:
     """A bare forward pass over exactly the batches ``collect`` runs."""
     with torch.inference_mode():
@@ -165,7 +152,7 @@ def time_overhead(model: Any, corpus: ln.Corpus, args: argparse.Namespace) -> di
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, fn in runs.items():
-            wall_s, cpu_s = _timed(fn, args.device)
+            wall_s, cpu_s = timed(fn, args.device)
             times[name].append(wall_s)
             cpu[name].append(cpu_s)
     med = {name: statistics.median(t) for name, t in times.items()}

@@ -9,11 +9,10 @@ Usage: python benchmarks/lens_overhead.py [--repeats 5]
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import torch
+from _timing import median_seconds
 
 from lensneurons.lens import logit_lens
 
@@ -51,23 +50,13 @@ def random_llama(vocab: int = 32_000, d_model: int = 512, n_layers: int = 8):
                                                device="cpu", dtype=torch.float32).eval()
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(name: str, model, *, batch: int, seq: int, repeats: int) -> dict:
     vocab = int(model.cfg.d_vocab)
     tokens = torch.randint(3, min(vocab, 4000), (batch, seq))
     layers = list(range(1, model.cfg.n_layers + 1))
     with torch.no_grad():
-        bare = _median_seconds(lambda: model(tokens), repeats)
-        lens = _median_seconds(lambda: logit_lens(model, tokens, layers=layers, top_k=10,
+        bare = median_seconds(lambda: model(tokens), repeats)
+        lens = median_seconds(lambda: logit_lens(model, tokens, layers=layers, top_k=10,
                                                   token_sets={"s": [5, 6, 7]}), repeats)
     return {"model": name, "layers": model.cfg.n_layers, "vocab": vocab, "batch": batch,
             "seq": seq, "forward_s": bare, "lens_s": lens, "ratio": lens / bare}

@@ -20,19 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-from collections.abc import Callable
-from typing import Any
 
 import torch
+from _timing import timed
 
 import lensneurons as ln
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, float]:
-    wall, cpu = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -75,7 +67,7 @@ def main() -> None:
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, fn in runs.items():
-            times[name].append(_timed(fn))
+            times[name].append(timed(fn))
     wall = {k: statistics.median(t[0] for t in v) for k, v in times.items()}
     cpu = {k: statistics.median(t[1] for t in v) for k, v in times.items()}
     tokens = sum(int(b.counted.sum()) for b in batches)

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from collect_overhead import _peak_growth, _timed  # noqa: E402
+from _timing import timed  # noqa: E402
+from collect_overhead import _peak_growth  # noqa: E402
 
 import lensneurons as ln  # noqa: E402
 from lensneurons import real_stats  # noqa: E402
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, fn in runs.items():
-            w, c = _timed(fn, device)
+            w, c = timed(fn, device)
             wall[name].append(w)
             cpu[name].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}

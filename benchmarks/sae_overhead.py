@@ -19,19 +19,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from _timing import timed
 
 import lensneurons as ln
-
-
-def timed(fn: Callable[[], object]) -> float:
-    """Wall-clock seconds of one call."""
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -69,7 +61,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.repeats):
         for name, fn in runs.items():
-            times[name].append(timed(fn))
+            times[name].append(timed(fn)[0])
     base = statistics.median(times["forward"])
     tokens = sum(int(b.counted.sum()) for b in batches)
     print(f"{len(batches)} batches, {tokens} counted tokens; forward {base:.3f} s")
