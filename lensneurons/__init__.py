@@ -16,13 +16,25 @@ __version__ = "0.1.0"
 import warnings as _warnings
 from typing import Any as _Any
 
-from lensneurons import errors, lens, models, organism, real_stats, sae, viz
+from lensneurons import (
+    codemix,
+    errors,
+    langid,
+    lens,
+    models,
+    organism,
+    real_stats,
+    sae,
+    steering,
+    viz,
+)
 from lensneurons.corpus import Corpus, TokenizedCorpus
 from lensneurons.detect import TernaryResult, lape, ternary
 from lensneurons.detect.attribution import AttributionItem, AttributionScores, attribution
 from lensneurons.detect.culture import CultureNeurons, culture_neurons
 from lensneurons.detect.groupings import compound, generic, pure_culture
 from lensneurons.detect.plnd import PLNDResult, plnd
+from lensneurons.detect.sae_lape import sae_lape
 from lensneurons.errors import LensNeuronsError
 from lensneurons.evaluate import nll_delta, perplexity, perplexity_matrix, ppl_ratio, specificity
 from lensneurons.interventions import (
@@ -55,10 +67,12 @@ from lensneurons.neurons import NeuronSet, NeuronSets, random_like
 from lensneurons.sae import SAE, sae_site
 from lensneurons.sites import Site, get_site
 from lensneurons.stats import ActivationStats, collect
+from lensneurons.steering import fallback, forcing_rate, steering_shift, sweep
 
 __all__ = [  # noqa: RUF022
     # modules
-    "errors", "lens", "models", "organism", "prompts", "real_stats", "sae", "viz",
+    "codemix", "errors", "langid", "lens", "models", "organism", "prompts", "real_stats", "sae",
+    "steering", "viz",
     # model + corpus -> statistics
     "ModelView", "Site", "get_site", "Corpus", "TokenizedCorpus", "ActivationStats", "collect",
     # statistics -> neuron sets
@@ -66,11 +80,13 @@ __all__ = [  # noqa: RUF022
     "compound", "pure_culture", "generic",
     "attribution", "AttributionItem", "AttributionScores", "culture_neurons", "CultureNeurons",
     "plnd", "PLNDResult",
-    "SAE", "sae_site",
+    "SAE", "sae_site", "sae_lape",
     # neuron sets -> hooks
     "NeuronHook", "deactivate", "amplify", "set_activation", "add_activation", "steer",
     # evaluation
     "perplexity", "perplexity_matrix", "ppl_ratio", "nll_delta", "specificity",
+    # steering evaluation
+    "forcing_rate", "steering_shift", "sweep", "fallback",
     # the lens
     "logit_lens", "latent_language", "mwork", "stage_split", "readout_fn", "TunedLens",
     "LensResult", "LatentLanguageResult", "MWorkResult", "LensItem", "WordList", "TokenSet",

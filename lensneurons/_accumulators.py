@@ -2,7 +2,9 @@
 
 Private to the collection engine (:mod:`lensneurons._collect`). Each hook selects the counted
 tokens of the batch and computes per-group counts, sums, sums of squares and maxima on the layer's
-device; the batch's index tensors are built once per device, not once per layer.
+device; the batch's index tensors are built once per device, not once per layer. Opt-in:
+per-sequence means (``sequence_stats``) and per-document counts (``document_stats``: in how many
+rows, one document each, a unit is active on at least one counted token).
 
 **Transactional per batch.** Hooks fire layer by layer, so a pass that fails half-way (out of
 memory, Ctrl-C) would leave the first layers counted and the others not. A hook therefore never
@@ -37,13 +39,17 @@ class Accumulators:
         site: where the hooks read.
         n_groups: groups of the corpus.
         sequence_stats: also keep per-sequence means (their max, and all of them for medians).
+        document_stats: also count, per unit, the rows (documents) with the unit active on at
+            least one counted token, and the rows per group.
     """
 
-    def __init__(self, site: Site, n_groups: int, sequence_stats: bool) -> None:
+    def __init__(self, site: Site, n_groups: int, sequence_stats: bool,
+                 document_stats: bool = False) -> None:
         self.site = site
         self.n_groups = n_groups
         n_layers, width = site.n_layers, site.width
         self.sequence_stats = sequence_stats
+        self.document_stats = document_stats
         self.layers: list[dict[str, torch.Tensor]] = []
         for layer in range(n_layers):
             dev = site.layer_device(layer)
@@ -55,14 +61,17 @@ class Accumulators:
             }
             if sequence_stats:
                 state["seq_mean_max"] = torch.full((n_groups, width), float("-inf"), device=dev)
+            if document_stats:
+                state["active_docs"] = torch.zeros(n_groups, width, dtype=torch.int64, device=dev)
             self.layers.append(state)
         self.n_tokens = torch.zeros(n_groups, dtype=torch.int64)
         self.n_sequences = torch.zeros(n_groups, dtype=torch.int64)
+        self.n_docs = torch.zeros(n_groups, dtype=torch.int64)
         self.seq_means: list[list[torch.Tensor]] = [[] for _ in range(n_groups)]
         # Uncommitted work of the current batch: (layer, group, {key: delta}) per hook call,
-        # the counted tokens and the per-sequence means of each finished piece.
+        # the counted tokens and rows per group and the per-sequence means of each finished piece.
         self._deltas: list[tuple[int, int, dict[str, torch.Tensor]]] = []
-        self._tokens: list[torch.Tensor] = []
+        self._tokens: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._means: list[tuple[int, torch.Tensor]] = []
         self.fired = [0] * n_layers
         self._batch: Batch | None = None
@@ -97,7 +106,8 @@ class Accumulators:
                 "expected once each; the model calls its MLP more than once per layer."
             )
         assert self._batch is not None
-        self._tokens.append(self._batch.n_counted)
+        self._tokens.append((self._batch.n_counted,
+                             torch.bincount(self._batch.rows, minlength=self.n_groups)))
         if self.sequence_stats:
             means = torch.stack([m.cpu() for m in self._layer_means], dim=1)  # [B, L, D]
             for row, group in enumerate(self._batch.rows.tolist()):
@@ -113,8 +123,9 @@ class Accumulators:
                     torch.maximum(state[key][group], value, out=state[key][group])
                 else:
                     state[key][group] += value
-        for n_counted in self._tokens:
+        for n_counted, n_rows in self._tokens:
             self.n_tokens += n_counted
+            self.n_docs += n_rows
         for group, means in self._means:
             self.seq_means[group].append(means)
             self.n_sequences[group] += 1
@@ -147,12 +158,13 @@ class Accumulators:
             tokens = rearrange(units, "batch pos unit -> (batch pos) unit")
             picked = tokens.index_select(0, flat).float()
             values = self.site.values(picked)
+            positive = picked.gt(0)
             deltas = []
             for group, start, end in batch.segments:
                 total, square = _wide_sums(values, start, end)
                 deltas.append((layer, group, {
                     # int32 per batch is far cheaper than int64; totals are int64.
-                    "active": picked[start:end].gt(0).sum(0, dtype=torch.int32),
+                    "active": positive[start:end].sum(0, dtype=torch.int32),
                     "sum": total, "sum_sq": square,
                     "max": values[start:end].amax(0),
                 }))
@@ -163,6 +175,11 @@ class Accumulators:
                 for (_, _, delta), (_, row_means) in zip(deltas, _rows_by_group(batch, means)):
                     delta["seq_mean_max"] = row_means.amax(0)
                 self._layer_means.append(means)
+            if self.document_stats:
+                hits = torch.zeros(per_row.shape[0], positive.shape[1], dtype=torch.int32,
+                                   device=positive.device).index_add_(0, rows, positive.int())
+                for (_, _, delta), (_, fired) in zip(deltas, _rows_by_group(batch, hits.gt(0))):
+                    delta["active_docs"] = fired.sum(0, dtype=torch.int32)
             self._deltas.extend(deltas)
 
         accumulate.__qualname__ = f"collect[{self.site.name}, layer {layer}]"
@@ -176,6 +193,8 @@ class Accumulators:
         out["n_tokens"] = self.n_tokens.clone()
         if self.sequence_stats:
             out["n_sequences"] = self.n_sequences.clone()
+        if self.document_stats:
+            out["n_docs"] = self.n_docs.clone()
         return out
 
     def means(self) -> list[torch.Tensor]:
@@ -193,6 +212,8 @@ class Accumulators:
         if self.sequence_stats:
             self.n_sequences.copy_(state["n_sequences"])
             self.seq_means = [list(group_means.unbind(0)) for group_means in means]
+        if self.document_stats:
+            self.n_docs.copy_(state["n_docs"])
 
 
 def results(state: dict[str, torch.Tensor], means: list[torch.Tensor] | None) -> dict[str, Any]:

@@ -42,8 +42,10 @@ from lensneurons.model import ModelView
 CHECKPOINT_FORMAT = 1
 #: Batches between checkpoints when ``checkpoint=`` is given without ``checkpoint_every``.
 DEFAULT_EVERY = 100
-_SETTINGS = ("site", "batch_size", "max_tokens_per_group", "sequence_stats", "groups",
-             "n_batches")
+_SETTINGS = ("site", "batch_size", "max_tokens_per_group", "sequence_stats", "document_stats",
+             "groups", "n_batches")
+#: Settings added after checkpoint format 1, and their value in checkpoints written before.
+_ADDED = {"document_stats": False}
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,9 @@ def differences(saved: dict[str, Any], mine: dict[str, Any]) -> list[str]:
     if saved.get("corpus_digest") != mine["corpus_digest"]:
         out.append("the tokenized corpus (other texts, order, tokenizer, window or token cap)")
     for key in _SETTINGS:
-        if key in mine and saved.get(key) != mine[key]:
-            out.append(f"{key} {saved.get(key)!r} vs {mine[key]!r}")
+        theirs = saved.get(key, _ADDED.get(key))
+        if key in mine and theirs != mine[key]:
+            out.append(f"{key} {theirs!r} vs {mine[key]!r}")
     return out
 
 

@@ -179,6 +179,10 @@ def hook_list(value: Any, model: Any, what: str = "fwd_hooks") -> list[tuple[Any
         )
     names = getattr(model, "hook_dict", None)
     if names is not None:
+        for name, _ in pairs:  # name filters first: a LayerCheck names the real mismatch
+            if callable(name):
+                for point in names:
+                    name(point)
         unknown = [name for name, _ in pairs if isinstance(name, str) and name not in names]
         if unknown:
             raise ParameterError(

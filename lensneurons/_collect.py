@@ -1,8 +1,9 @@
-"""The collection engine behind :func:`lensneurons.collect`: batches, checkpoints, Ctrl-C, ranks.
+"""The collection engine behind :func:`lensneurons.collect`: checkpoints, ranks, the result.
 
-One forward pass per batch of the deterministic batch list of the tokenized corpus, with a hook
-per layer (:mod:`lensneurons._accumulators`) that accumulates on the layer's device. Around that
-pass, this module keeps a long run safe:
+The batch loop itself (deterministic batches, early stop, transactional batches, out-of-memory
+splits, Ctrl-C held off during a commit, the progress bar) is :class:`lensneurons._passes.Passes`,
+shared with the detectors that run passes of their own; the hooks are
+:mod:`lensneurons._accumulators`. What is particular to ``collect`` lives here:
 
 * **Checkpoints** (:mod:`lensneurons._checkpoint`): every ``checkpoint_every`` batches the totals
   and the number of finished batches are saved atomically; ``resume=`` continues exactly after
@@ -10,45 +11,35 @@ pass, this module keeps a long run safe:
   uninterrupted one.
 * **Ctrl-C** raises :class:`~lensneurons.errors.CollectInterrupted` carrying the finished
   batches' statistics (and saves them to the checkpoint folder when one is set).
-* **Out of memory**: a batch that does not fit is halved and retried, with a
-  :class:`~lensneurons.errors.BatchSplitWarning`; a batch counts only once it has wholly passed.
 * **torchrun** (:mod:`lensneurons._distributed`): each rank runs its share of the batches; totals
   are all-reduced at the end; every rank returns the merged statistics.
+* **Per-document counts** (``document_stats``) are refused when a sequence is not one document.
 """
 
 from __future__ import annotations
 
-import math
-import signal
-import threading
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from tqdm.auto import tqdm
 
 from lensneurons import _checkpoint, _checks
 from lensneurons._accumulators import Accumulators, results
 from lensneurons._checkpoint import Plan
 from lensneurons._distributed import Group, join
+from lensneurons._passes import Passes, forward, split
 from lensneurons.corpus import Batch, Corpus, TokenizedCorpus
 from lensneurons.errors import (
-    BatchSplitWarning,
     CollectInterrupted,
     CorruptResultError,
-    InsufficientMemoryError,
     LensNeuronsError,
+    ParameterError,
 )
 from lensneurons.model import ModelView
 from lensneurons.sites import check_site_name, get_site
 
 if TYPE_CHECKING:
     from lensneurons.stats import ActivationStats
-
-_OOM: type[BaseException] = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def collect(
@@ -59,6 +50,7 @@ def collect(
     batch_size: int = 8,
     max_tokens_per_group: int | None = None,
     sequence_stats: bool = False,
+    document_stats: bool = False,
     progress: bool = True,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -80,6 +72,11 @@ def collect(
         sequence_stats: also keep the max and median over sequences of each sequence's mean
             activation (Rahmanisa et al.). The median needs every per-sequence mean on the CPU
             (``sequences x layers x units`` half floats), so memory then grows with the corpus.
+        document_stats: also count the documents: per unit, in how many documents it is active
+            on at least one counted token (``active_docs``), and the documents per group
+            (``n_docs``), as SAE-LAPE's per-example rule needs (:func:`lensneurons.sae_lape`).
+            A document is one text or example, so the corpus must not pack texts
+            (``pack=False``) and no text may be longer than the window.
         progress: show a progress bar.
         checkpoint: a folder to save the run's progress into, atomically, every
             ``checkpoint_every`` batches, on Ctrl-C and at the end.
@@ -94,7 +91,9 @@ def collect(
         Statistics on the CPU (on every rank under ``torchrun``).
 
     Raises:
-        ParameterError: a setting is out of range or they do not fit together.
+        ParameterError: a setting is out of range or they do not fit together, or
+            ``document_stats`` on a corpus whose sequences are not one document each (packed,
+            or a text longer than the window).
         UnknownSiteError: ``site`` is unknown or missing on this model.
         UnwritablePathError, ResultExistsError: ``checkpoint`` cannot be used (checked first).
         ResultNotFoundError: ``resume`` names no checkpoint.
@@ -122,24 +121,53 @@ def collect(
     max_tokens_per_group = _checks.optional_positive_int(max_tokens_per_group,
                                                          "max_tokens_per_group")
     _checks.flag(sequence_stats, "sequence_stats")
+    _checks.flag(document_stats, "document_stats")
     _checks.flag(progress, "progress")
     check_site_name(site)
     plan = Plan.resolve(checkpoint, checkpoint_every, resume)
     view = ModelView(model)
     group = join(view, distributed)
     _agree(group, plan.check)
-    tokenized = corpus.tokenize(view).limit(max_tokens_per_group)
+    tokenized = corpus.tokenize(view)
+    if document_stats:
+        _one_document_per_sequence(corpus, tokenized)
+    tokenized = tokenized.limit(max_tokens_per_group)
     run = _Run(view, get_site(view, site), tokenized, plan, group, repr(corpus), dict(
         site=site, batch_size=batch_size, max_tokens_per_group=max_tokens_per_group,
-        sequence_stats=sequence_stats, groups=corpus.groups,
+        sequence_stats=sequence_stats, document_stats=document_stats, groups=corpus.groups,
         n_batches=tokenized.n_batches(batch_size)))
     _agree(group, run.resume)
     if group is not None:
-        run.start = group.broadcast_int(run.start)
+        run.first = group.broadcast_int(run.first)
     run.loop(progress)
     stats = run.stats(final=True)
     assert stats is not None  # every group of a corpus has counted tokens
     return stats
+
+
+def _one_document_per_sequence(corpus: Corpus, tokenized: TokenizedCorpus) -> None:
+    """Refuse per-document counts when a sequence of ``tokenized`` is not one whole document.
+
+    Raises:
+        ParameterError: the corpus packs its texts, or a text was cut into several windows.
+    """
+    if corpus.pack:
+        raise ParameterError(
+            "document_stats=True counts the documents a unit is active in, but this corpus "
+            "packs its texts into windows (pack=True): a window holds pieces of several "
+            "documents, which cannot be told apart. Build the corpus with pack=False (one "
+            "text per sequence).")
+    if corpus.examples:
+        return  # an example is one sequence (truncated to the window when longer)
+    sequences = torch.bincount(torch.tensor([s.group for s in tokenized.sequences]),
+                               minlength=len(corpus.groups)).tolist()
+    for group, n in zip(corpus.groups, sequences):
+        if n > len(corpus.items[group]):
+            raise ParameterError(
+                f"document_stats=True needs one sequence per document, but texts of group "
+                f"{group!r} are longer than the window and were cut into several sequences. "
+                "Pass a longer window to Corpus.from_texts (up to the model's context), or "
+                "split the texts into documents of your own.")
 
 
 def _agree(group: Group | None, check: Any) -> None:
@@ -167,11 +195,12 @@ class _Run:
         if group is not None:  # ranks must also agree on when they meet to checkpoint
             group.check_same({**self.identity, "checkpoints": [plan.write is not None,
                                                                plan.every]})
-        self.acc = Accumulators(where, len(settings["groups"]), settings["sequence_stats"])
+        self.acc = Accumulators(where, len(settings["groups"]), settings["sequence_stats"],
+                                settings["document_stats"])
         self.last_read = where.read_hook(where.n_layers - 1)  # nothing after it is needed
         self.n_batches: int = settings["n_batches"]
-        self.start = self.done = self.saved = self.ran = self.splits = 0
-        self.max_rows: int | None = None
+        self.first = self.done = self.saved = self.ran = self.splits = self.index = 0
+        self.mark = (0, 0, 0)
 
     @property
     def leader(self) -> bool:
@@ -191,31 +220,28 @@ class _Run:
                 f"The checkpoint in {read} holds tensors of other shapes than this run's; it is "
                 "damaged. Delete it and start over.")
         self.acc.load_state(state, means)
-        self.start = done
+        self.first = done
 
     def loop(self, progress: bool) -> None:
-        """Run this process's batches from :attr:`start` on, checkpointing as planned."""
+        """Run this process's batches from :attr:`first` on, checkpointing as planned."""
         world, rank = (1, 0) if self.group is None else (self.group.world, self.group.rank)
         # Every rank (not only rank 0, which loaded the checkpoint) counts from the same start,
         # so that all of them meet at the same checkpoints.
-        self.done = self.saved = self.start
-        bar = tqdm(total=self.n_batches, initial=self.start, desc="collect",
-                   disable=not progress or not self.leader)
-        device = self.view.input_device
+        self.done = self.saved = self.first
+        passes = Passes(self.view, self, forward(self.view, self.last_read),
+                        total=self.n_batches, initial=self.first, desc="collect",
+                        progress=progress and self.leader, split=split,
+                        fwd_hooks=self.acc.hooks())
         try:
-            with torch.inference_mode(), self.view.model.hooks(fwd_hooks=self.acc.hooks()):
-                batches = self.tokenized.batches(self.settings["batch_size"], skip=self.start)
-                for index, batch in enumerate(batches, start=self.start):
-                    if (index - self.start) % world == rank:
-                        self._batch(batch, device)
-                        with _sigint_deferred():
-                            self.acc.commit()
-                            self.ran += 1
-                            if self.group is None:
-                                self.done = index + 1
-                    if (index - self.start) % world != world - 1 and index + 1 < self.n_batches:
+            with passes:
+                batches = self.tokenized.batches(self.settings["batch_size"], skip=self.first)
+                for index, batch in enumerate(batches, start=self.first):
+                    if (index - self.first) % world == rank:
+                        self.index = index
+                        passes.batch(batch)
+                    if (index - self.first) % world != world - 1 and index + 1 < self.n_batches:
                         continue
-                    bar.update(index + 1 - self.done if self.group else 1)
+                    passes.advance(index + 1 - self.done if self.group else 1)
                     self.done = index + 1
                     every = self.plan.every
                     if (self.plan.write is not None and self.done < self.n_batches
@@ -224,9 +250,34 @@ class _Run:
         except KeyboardInterrupt as stop:
             if isinstance(stop, CollectInterrupted):
                 raise
+            self.splits = passes.splits
             raise self._interrupted() from stop
-        finally:
-            bar.close()
+        self.splits = passes.splits
+
+    # --- the work around each pass (lensneurons._passes.Work) -----------------------------------
+    def start(self, piece: Batch) -> None:
+        """Before a piece's pass: remember where to roll back to, prepare the hooks."""
+        self.mark = self.acc.mark()
+        self.acc.start(piece)
+
+    def finish(self, piece: Batch) -> None:
+        """After a piece's pass: keep its deltas (uncommitted)."""
+        self.acc.finish()
+
+    def abort(self) -> None:
+        """The piece ran out of memory: drop its deltas."""
+        self.acc.rollback(self.mark)
+
+    def commit(self) -> None:
+        """The batch has passed: add it to the totals and count it (Ctrl-C is held off)."""
+        self.acc.commit()
+        self.ran += 1
+        if self.group is None:
+            self.done = self.index + 1
+
+    def rollback(self) -> None:
+        """The loop is left by an exception: drop the unfinished batch."""
+        self.acc.rollback()
 
     def _merged(self) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         """The totals (and sequence means) of every rank, as of :attr:`done`."""
@@ -242,36 +293,6 @@ class _Run:
         if self.leader and self.plan.write is not None:
             _checkpoint.save(self.plan.write, state, means, self.identity, self.done)
         self.saved = self.done
-
-    # --- one batch, split when it does not fit -------------------------------------------------
-    def _batch(self, batch: Batch, device: torch.device) -> None:
-        rows = batch.tokens.shape[0]
-        size = rows if self.max_rows is None else min(rows, self.max_rows)
-        for piece in split(batch, size):
-            self._piece(piece, device)
-
-    def _piece(self, piece: Batch, device: torch.device) -> None:
-        mark = self.acc.mark()
-        self.acc.start(piece)
-        try:
-            self.view.run_until(piece.tokens.to(device), self.last_read)
-            self.acc.finish()
-            return
-        except _OOM as err:
-            reason = str(err).splitlines()[0] if str(err) else "out of memory"
-        # Outside the except block: the error and the activations its frames hold are freed.
-        self.acc.rollback(mark)
-        rows, width = piece.tokens.shape
-        half = half_after_oom(piece, device, reason)
-        if self.max_rows is None or half < self.max_rows:
-            warnings.warn(
-                f"A batch of {rows} sequences x {width} tokens ran out of memory on {device}; "
-                f"it was split and retried, and later batches run at most {half} sequences at "
-                f"a time. Counts stay exact. Pass batch_size={half} to avoid the retries.",
-                BatchSplitWarning, stacklevel=5)
-        self.max_rows, self.splits = half, self.splits + 1
-        for sub in split(piece, half):
-            self._piece(sub, device)
 
     # --- results -------------------------------------------------------------------------------
     def stats(self, *, final: bool) -> ActivationStats | None:
@@ -293,7 +314,7 @@ class _Run:
                 "dtype": self.identity["dtype"],
                 **{k: self.settings[k] for k in ("max_tokens_per_group", "batch_size",
                                                   "n_batches")},
-                "batches_done": self.done, "resumed_at": self.start,
+                "batches_done": self.done, "resumed_at": self.first,
                 "batches_per_rank": [r[0] for r in per_rank], "split_batches": self.splits}
         fields = results(state, means)
         kept = [g for g, n in enumerate(state["n_tokens"].tolist()) if n > 0]
@@ -306,7 +327,6 @@ class _Run:
         return ActivationStats(groups=groups, site=self.settings["site"], meta=meta, **fields)
 
     def _interrupted(self) -> CollectInterrupted:
-        self.acc.rollback()
         where = f"after {self.done} of {self.n_batches} batches"
         saved = None
         if self.group is None and self.plan.write is not None:
@@ -328,54 +348,3 @@ class _Run:
         return CollectInterrupted(
             f"collect was interrupted {where}; the statistics of the finished batches are on "
             f"this exception's .partial. {how}", partial, self.done, self.n_batches, saved)
-
-
-def half_after_oom(piece: Batch, device: torch.device, reason: str) -> int:
-    """After an out-of-memory pass: free the cache and return the rows of each half.
-
-    Raises:
-        InsufficientMemoryError: ``piece`` is one sequence already; it cannot be split.
-    """
-    rows, width = piece.tokens.shape
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    if rows == 1:
-        raise InsufficientMemoryError(
-            f"One sequence of {width} tokens does not fit in the memory of {device} even alone "
-            f"({reason}). Use shorter sequences (Corpus.from_texts(..., window=...)), free "
-            "memory, or use a device with more memory.")
-    return math.ceil(rows / 2)
-
-
-def split(batch: Batch, size: int) -> Iterator[Batch]:
-    """``batch`` in pieces of at most ``size`` rows (same width; segments recomputed)."""
-    rows = batch.tokens.shape[0]
-    if size >= rows:
-        yield batch
-        return
-    for lo in range(0, rows, size):
-        counted, groups = batch.counted[lo:lo + size], batch.rows[lo:lo + size]
-        n_counted = torch.zeros_like(batch.n_counted).index_add_(0, groups, counted.sum(1))
-        segments, start = [], 0
-        for group in groups.unique_consecutive().tolist():
-            end = start + int(n_counted[group])
-            segments.append((group, start, end))
-            start = end
-        yield Batch(batch.tokens[lo:lo + size], counted, groups, n_counted, tuple(segments))
-
-
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so a batch is committed wholly or not at all."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    caught: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if caught:
-            raise KeyboardInterrupt

@@ -47,7 +47,7 @@ from lensneurons.errors import (
 #: Version of the on-disk layout; 1 lacked the shape record and the pairing token.
 FORMAT_VERSION = 2
 #: The kinds of result this package writes (the file stem of both files).
-KINDS = ("stats", "neurons", "tuned_lens", "checkpoint", "attribution", "plnd")
+KINDS = ("stats", "neurons", "tuned_lens", "checkpoint", "attribution", "plnd", "sweep")
 _BOOKKEEPING = ("kind", "format_version", "lensneurons_version", "tensors", "token")
 
 

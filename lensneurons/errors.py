@@ -213,6 +213,31 @@ class EvaluationInterrupted(KeyboardInterrupt):
         self.stopped_at = stopped_at
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`~lensneurons.sweep`; ``partial`` holds the values already measured.
+
+    A ``KeyboardInterrupt``, deliberately *not* a :class:`LensNeuronsError`. With ``out=`` the
+    finished values are also on disk::
+
+        try:
+            result = ln.sweep(model, make_hooks, values, prompts=prompts, target="fr")
+        except ln.errors.SweepInterrupted as stop:
+            result = stop.partial  # a SweepResult of the finished values
+
+    Attributes:
+        partial: a :class:`~lensneurons.steering.SweepResult` of the finished values.
+        stopped_at: the value that was running.
+        out: the file the finished values were written to, or ``None``.
+    """
+
+    def __init__(self, message: str, partial: object, stopped_at: object,
+                 out: object = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.stopped_at = stopped_at
+        self.out = out
+
+
 # --- warnings -------------------------------------------------------------------------------
 class EmptyInterventionWarning(UserWarning):
     """Intervention hooks that select no unit: applying them changes nothing."""
@@ -249,6 +274,36 @@ class CollectInterrupted(KeyboardInterrupt):
         self.batches_done = batches_done
         self.n_batches = n_batches
         self.checkpoint = checkpoint
+
+
+class PLNDInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`~lensneurons.plnd`; ``partial`` holds the finished documents.
+
+    A ``KeyboardInterrupt`` (so the program still stops), deliberately *not* a
+    :class:`LensNeuronsError`. The batch that was running is not counted::
+
+        try:
+            result = ln.plnd(model, corpus)
+        except ln.errors.PLNDInterrupted as stop:
+            result = stop.partial  # document frequencies over stop.docs_done documents (or None)
+
+    Attributes:
+        partial: :class:`~lensneurons.detect.plnd.PLNDResult` of the finished documents (groups
+            without a finished document left out), or ``None`` when no batch finished.
+        docs_done: documents finished.
+        n_docs: documents of the whole run.
+        batches_done: batches finished (in the order ``plnd`` runs them: longest first).
+        n_batches: batches of the whole run.
+    """
+
+    def __init__(self, message: str, partial: object, docs_done: int, n_docs: int,
+                 batches_done: int, n_batches: int) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.docs_done = docs_done
+        self.n_docs = n_docs
+        self.batches_done = batches_done
+        self.n_batches = n_batches
 
 
 class BatchSplitWarning(UserWarning):

@@ -38,12 +38,17 @@ from lensneurons.errors import (
     ModelMismatchError,
     NegativeCountError,
     NoGroupsError,
+    ParameterError,
     ShapeMismatchError,
     UnknownGroupError,
 )
 from lensneurons.model import ModelView
 
-_OPTIONAL = ("sum", "sum_sq", "max", "seq_mean_max", "seq_mean_median", "n_sequences")
+_OPTIONAL = ("sum", "sum_sq", "max", "seq_mean_max", "seq_mean_median", "n_sequences",
+             "active_docs", "n_docs")
+#: Fields that merge by sum (``max`` and ``seq_mean_max`` merge by maximum; medians do not merge).
+_MERGED = ("n_tokens", "active", "sum", "sum_sq", "max", "seq_mean_max", "n_sequences",
+           "active_docs", "n_docs")
 
 
 @dataclass
@@ -60,6 +65,9 @@ class ActivationStats:
         seq_mean_max: maximum over sequences of the per-sequence mean of ``a`` (Rahmanisa p_max).
         seq_mean_median: median over sequences of that mean (Rahmanisa p_median).
         n_sequences: sequences per group (with per-sequence statistics).
+        active_docs: documents (texts or examples) in which the unit is active on at least one
+            counted token, int64 (with per-document statistics).
+        n_docs: documents per group (with per-document statistics).
         site: the site the statistics were read at.
         meta: model fingerprint, corpus description and other provenance.
     """
@@ -73,6 +81,8 @@ class ActivationStats:
     seq_mean_max: Float[torch.Tensor, "group layer unit"] | None = None
     seq_mean_median: Float[torch.Tensor, "group layer unit"] | None = None
     n_sequences: Int[torch.Tensor, " group"] | None = None
+    active_docs: Int[torch.Tensor, "group layer unit"] | None = None
+    n_docs: Int[torch.Tensor, " group"] | None = None
     site: str = "mlp"
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +99,7 @@ class ActivationStats:
         empty = [g for g, n in zip(self.groups, self.n_tokens.tolist()) if n == 0]
         if empty:
             raise EmptyGroupError(f"Groups {empty} have no counted tokens; drop them first.")
+        self._check_documents()
         over = self.active > self.n_tokens[:, None, None]
         if over.any():
             warnings.warn(
@@ -96,6 +107,23 @@ class ActivationStats:
                 "subtraction); their probabilities exceed 1.",
                 stacklevel=3,
             )
+
+    def _check_documents(self) -> None:
+        if self.active_docs is None and self.n_docs is None:
+            return
+        if (self.active_docs is None or self.n_docs is None
+                or self.active_docs.shape != self.active.shape
+                or self.n_docs.shape != self.n_tokens.shape):
+            raise ShapeMismatchError(
+                "active_docs [group, layer, unit] and n_docs [group] come together, shaped "
+                f"like active {tuple(self.active.shape)} and n_tokens "
+                f"{tuple(self.n_tokens.shape)}.")
+        if (self.n_docs < 0).any() or (self.active_docs < 0).any():
+            raise NegativeCountError("Document counts must not be negative.")
+        if (self.active_docs > self.n_docs[:, None, None]).any():
+            raise ParameterError(
+                "Some units are active in more documents than their group has (active_docs > "
+                "n_docs); pass the number of documents of each group as n_docs.")
 
     def __repr__(self) -> str:
         _, n_layers, width = self.active.shape
@@ -135,6 +163,26 @@ class ActivationStats:
             )
         return value[self.index(group)]
 
+    def doc_probs(self) -> Float[torch.Tensor, "group layer unit"]:
+        """Share of each group's documents in which the unit is active: ``active_docs / n_docs``.
+
+        Raises:
+            MissingStatisticError: the statistics hold no per-document counts.
+
+        Examples:
+            >>> stats = ActivationStats.from_counts(
+            ...     {"en": torch.tensor([[3, 0]])}, {"en": 4},
+            ...     doc_counts={"en": torch.tensor([[2, 0]])}, n_docs={"en": 2})
+            >>> stats.doc_probs()[0].tolist()
+            [[1.0, 0.0]]
+        """
+        if self.active_docs is None or self.n_docs is None:
+            raise MissingStatisticError(
+                "These statistics hold no per-document counts. Collect them with "
+                "lensneurons.collect(..., document_stats=True) on a corpus with one document per "
+                "sequence, or pass doc_counts= and n_docs= to ActivationStats.from_counts.")
+        return self.active_docs.double() / self.n_docs.double()[:, None, None]
+
     def mean(self, group: str) -> Float[torch.Tensor, "layer unit"]:
         """Mean activation value of ``group`` over its counted tokens (negatives included)."""
         return (self._field("sum", group) / self.n_tokens[self.index(group)]).float()
@@ -169,7 +217,7 @@ class ActivationStats:
             )
         groups = self.groups + [g for g in other.groups if g not in self.groups]
         merged: dict[str, Any] = {}
-        for f in ("n_tokens", "active", "sum", "sum_sq", "max", "seq_mean_max", "n_sequences"):
+        for f in _MERGED:
             a, b = getattr(self, f), getattr(other, f)
             if a is None or b is None:
                 merged[f] = None
@@ -242,6 +290,9 @@ class ActivationStats:
         n_tokens: Mapping[str, int | float | np.number | Real[torch.Tensor, ""]],
         *,
         site: str = "mlp",
+        doc_counts: Mapping[str, Real[torch.Tensor, "layer unit"] | np.ndarray
+                            | Sequence[Sequence[int | float]]] | None = None,
+        n_docs: Mapping[str, int | float | np.number | Real[torch.Tensor, ""]] | None = None,
     ) -> ActivationStats:
         """Statistics from activation counts made elsewhere (e.g. a paper's released files).
 
@@ -250,12 +301,16 @@ class ActivationStats:
                 numbers; integer or integral float tensors, numpy arrays or nested lists).
             n_tokens: ``{group: tokens counted}``.
             site: where the counts were read.
+            doc_counts: optional ``{group: Tensor[layer, unit]}`` documents in which the unit
+                is active at least once (SAE-LAPE's ``over_zero_example``); with ``n_docs``.
+            n_docs: ``{group: documents}``, with ``doc_counts``.
 
         Raises:
             ShapeMismatchError: groups or shapes disagree.
             NegativeCountError: a count is negative.
             ParameterError: a count is not a whole number (probabilities instead of counts:
-                multiply them by ``n_tokens``), NaN, or a boolean mask.
+                multiply them by ``n_tokens``), NaN, or a boolean mask; ``doc_counts`` without
+                ``n_docs`` or the reverse; a document count above its group's ``n_docs``.
 
         Warns:
             UserWarning: a count exceeds its group's ``n_tokens``.
@@ -265,29 +320,49 @@ class ActivationStats:
             >>> stats.probs()[0].tolist()
             [[0.75, 0.0]]
         """
-        from lensneurons._checks import mapping, whole_counts
+        groups = list(counts) if isinstance(counts, Mapping) else []
+        active, totals = _counts(counts, n_tokens, ("counts", "n_tokens"), groups)
+        active_docs = doc_totals = None
+        if doc_counts is not None or n_docs is not None:
+            if doc_counts is None or n_docs is None:
+                raise ParameterError(
+                    "doc_counts and n_docs come together: pass both (documents with the unit "
+                    "active, and documents per group), or neither.")
+            active_docs, doc_totals = _counts(doc_counts, n_docs, ("doc_counts", "n_docs"),
+                                              groups)
+            if active_docs.shape != active.shape:
+                raise ShapeMismatchError(
+                    f"doc_counts must be shaped like counts {tuple(active.shape[1:])}, got "
+                    f"{tuple(active_docs.shape[1:])}.")
+        return cls(groups=groups, n_tokens=totals, active=active, active_docs=active_docs,
+                   n_docs=doc_totals, site=site)
 
-        mapping(counts, "counts", "{group: Tensor[layer, unit]}")
-        mapping(n_tokens, "n_tokens", "{group: int}")
-        if set(counts) != set(n_tokens):
-            raise ShapeMismatchError(
-                f"counts and n_tokens name different groups: {sorted(counts)} and "
-                f"{sorted(n_tokens)}."
-            )
-        groups = list(counts)
-        active = {g: whole_counts(counts[g], f"counts[{g!r}]") for g in groups}
-        shapes = {tuple(c.shape) for c in active.values()}
-        if len(shapes) > 1 or any(len(s) != 2 for s in shapes):
-            raise ShapeMismatchError(f"Every count tensor must be [layer, unit]; got {shapes}.")
-        totals = [whole_counts(n_tokens[g], f"n_tokens[{g!r}]") for g in groups]
-        if any(t.numel() != 1 for t in totals):
-            raise ShapeMismatchError("Every n_tokens value must be one number per group.")
-        return cls(
-            groups=groups,
-            n_tokens=torch.stack([t.reshape(()) for t in totals]),
-            active=torch.stack([active[g] for g in groups]),
-            site=site,
+
+def _counts(counts: Any, totals: Any, names: tuple[str, str],
+            groups: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``counts`` ``{group: [layer, unit]}`` and ``totals`` ``{group: n}`` checked, stacked.
+
+    Raises:
+        ShapeMismatchError: the groups are not ``groups``, or the shapes disagree.
+    """
+    from lensneurons._checks import mapping, whole_counts
+
+    mapping(counts, names[0], "{group: Tensor[layer, unit]}")
+    mapping(totals, names[1], "{group: int}")
+    if set(counts) != set(groups) or set(totals) != set(groups):
+        raise ShapeMismatchError(
+            f"{names[0]} and {names[1]} name different groups: {sorted(counts)} and "
+            f"{sorted(totals)}" + (f" (counts: {sorted(groups)})." if names[0] != "counts" else ".")
         )
+    per_group = {g: whole_counts(counts[g], f"{names[0]}[{g!r}]") for g in groups}
+    shapes = {tuple(c.shape) for c in per_group.values()}
+    if len(shapes) > 1 or any(len(s) != 2 for s in shapes):
+        raise ShapeMismatchError(f"Every count tensor must be [layer, unit]; got {shapes}.")
+    sums = [whole_counts(totals[g], f"{names[1]}[{g!r}]") for g in groups]
+    if any(t.numel() != 1 for t in sums):
+        raise ShapeMismatchError(f"Every {names[1]} value must be one number per group.")
+    return (torch.stack([per_group[g] for g in groups]),
+            torch.stack([t.reshape(()) for t in sums]))
 
 
 

@@ -29,20 +29,20 @@ def corpus():
     return ln.Corpus.from_texts(TEXTS)
 
 
-def run(c, **kwargs):
-    return ln.collect(c.model, corpus(), progress=False, **kwargs)
+def run(c, built=None, **kwargs):
+    return ln.collect(c.model, built or corpus(), progress=False, **kwargs)
 
 
 def fresh(c):
     return c.tmp_path / f"ckpt-{uuid.uuid4().hex[:8]}"
 
 
-def no_forward(c, **kwargs):
+def no_forward(c, built=None, **kwargs):
     """``collect`` that must fail before its first forward pass (asserted, then re-raised)."""
     passes = []
     with c.model.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", lambda x, hook: passes.append(1))]):
         try:
-            return run(c, **kwargs)
+            return run(c, built, **kwargs)
         finally:
             assert not passes, "the error came after the computation started"
 
@@ -102,6 +102,15 @@ def check_resumed(result, c):
                                                                    plain.n_tokens)
 
 
+def check_example_documents(stats, c):
+    assert stats.n_docs.tolist() == [2, 1]
+    assert (stats.active_docs <= stats.n_docs[:, None, None]).all() and stats.active_docs.any()
+
+
+EXAMPLES = {"en": [("Q: cat? A:", " It sleeps."), ("Q: dog? A:", " It runs.")],
+            "fr": [("Q : chat ? R :", " Il dort.")]}
+
+
 def check_numpy_batch(stats, c):
     plain = run(c, batch_size=3)
     assert stats.meta["batch_size"] == 3 and torch.equal(stats.active, plain.active)
@@ -130,6 +139,20 @@ CASES = [
          lambda c: no_forward(c, max_tokens_per_group=1e6), ParameterError, "integer"),
     Case("collect-sequence-stats-string", "collect(model, corpus, sequence_stats='yes')",
          lambda c: no_forward(c, sequence_stats="yes"), ParameterError, "True or False"),
+    Case("collect-document-stats-string", "collect(model, corpus, document_stats='yes')",
+         lambda c: no_forward(c, document_stats="yes"), ParameterError, "True or False"),
+    Case("collect-documents-packed",
+         "collect(model, Corpus.from_texts(texts, pack=True), document_stats=True)",
+         lambda c: no_forward(c, ln.Corpus.from_texts(TEXTS, pack=True), document_stats=True),
+         ParameterError, "pack=False"),
+    Case("collect-documents-cut-into-windows",
+         "collect(model, Corpus.from_texts(texts, window=8), document_stats=True)",
+         lambda c: no_forward(c, ln.Corpus.from_texts(TEXTS, window=8), document_stats=True),
+         ParameterError, "longer window"),
+    Case("collect-documents-of-examples",
+         "collect(model, Corpus.from_examples(examples), document_stats=True)",
+         lambda c: run(c, ln.Corpus.from_examples(EXAMPLES), document_stats=True), None,
+         check=check_example_documents),
     Case("collect-unknown-site", "collect(model, corpus, site='mlp.out')",
          lambda c: no_forward(c, site="mlp.out"), UnknownSiteError, "known sites"),
     Case("collect-checkpoint-every-zero",
@@ -182,6 +205,12 @@ CASES = [
          lambda c: no_forward(c, checkpoint=checkpointed(c), resume=True, batch_size=2,
                               site="attn.q"),
          CheckpointMismatchError, "site 'mlp' vs 'attn.q'"),
+    Case("collect-resume-adds-document-stats",
+         "collect(model, corpus, checkpoint='ckpt', resume=True, document_stats=True)"
+         "  # saved without",
+         lambda c: no_forward(c, checkpoint=checkpointed(c), resume=True, batch_size=2,
+                              document_stats=True),
+         CheckpointMismatchError, "document_stats False vs True"),
     Case("collect-resume-damaged", "collect(model, corpus, checkpoint='ckpt', resume=True)"
          "  # checkpoint.safetensors truncated", damaged, CorruptResultError, "save it again"),
     Case("collect-resume-complete",

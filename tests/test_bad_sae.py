@@ -10,11 +10,15 @@ import torch
 from _catalog import Case
 
 import lensneurons as ln
+from lensneurons.detect.sae_lape import sae_lape
 from lensneurons.errors import (
+    MissingStatisticError,
+    NegativeCountError,
     ParameterError,
     ResultNotFoundError,
     SAEFormatError,
     ShapeMismatchError,
+    TooFewGroupsError,
     UnknownSiteError,
 )
 from lensneurons.sae import SAE
@@ -73,6 +77,24 @@ def zero_latents_change_output(hooks, c):
             assert not torch.allclose(c.model(tokens), base)
 
 
+def documented(docs=((4, 1), (0, 3)), n_docs=(4, 3), **changes):
+    """Statistics of groups en, fr on a [1, 2] layer with per-document counts."""
+    args = dict(counts={"en": torch.tensor([[40, 2]]), "fr": torch.tensor([[1, 30]])},
+                n_tokens={"en": 50, "fr": 50},
+                doc_counts={g: torch.tensor([d]) for g, d in zip(("en", "fr"), docs)},
+                n_docs=dict(zip(("en", "fr"), n_docs)) if isinstance(n_docs, tuple) else n_docs)
+    args.update(changes)
+    return ln.ActivationStats.from_counts(args.pop("counts"), args.pop("n_tokens"), **args)
+
+
+def one_per_group(sets, c):
+    assert sets["en"].indices[0].tolist() == [0] and sets["fr"].indices[0].tolist() == [1]
+
+
+def nothing_selected(sets, c):
+    assert all(len(s) == 0 for s in sets.values()) and sets.meta["kept"] == 0
+
+
 CASES = [
     Case("sae-width-mismatch", "collect(model, corpus, site=sae_site(SAE with d_in=64))",
          lambda c: collect_on(c, sae(d_in=64)), ShapeMismatchError, "d_in=64"),
@@ -123,6 +145,51 @@ CASES = [
          check=zero_latents_change_output),
     Case("sae-encode-wrong-width", "sae.encode(tensor of width 64)",
          lambda c: sae().encode(torch.zeros(2, 64)), ParameterError, "width 128"),
+    # --- sae_lape: SAE-LAPE's per-document rule ----------------------------------------------
+    Case("sae-lape-without-document-counts", "sae_lape(stats)  # collected without them",
+         lambda c: sae_lape(c.stats), MissingStatisticError, "document_stats=True"),
+    Case("sae-lape-one-group", "sae_lape(stats.select(['en']))",
+         lambda c: sae_lape(documented().select(["en"])), TooFewGroupsError, "two groups"),
+    Case("sae-lape-not-stats", "sae_lape(neuron_sets)",
+         lambda c: sae_lape(c.sets), ParameterError, "ActivationStats"),
+    Case("sae-lape-example-rate-zero", "sae_lape(stats, example_rate=0)",
+         lambda c: sae_lape(documented(), example_rate=0), ParameterError, "example_rate"),
+    Case("sae-lape-example-rate-percent", "sae_lape(stats, example_rate=98)",
+         lambda c: sae_lape(documented(), example_rate=98), ParameterError, r"\(0, 1\]"),
+    Case("sae-lape-token-rate-one", "sae_lape(stats, token_rate=1.0)",
+         lambda c: sae_lape(documented(), token_rate=1.0), ParameterError, "token_rate"),
+    Case("sae-lape-token-rate-nan", "sae_lape(stats, token_rate=nan)",
+         lambda c: sae_lape(documented(), token_rate=float("nan")), ParameterError,
+         "token_rate"),
+    Case("sae-lape-ratio-zero", "sae_lape(stats, ratio=0)",
+         lambda c: sae_lape(documented(), ratio=0), ParameterError, "ratio"),
+    Case("sae-lape-ratio-above-one", "sae_lape(stats, ratio=1.5)",
+         lambda c: sae_lape(documented(), ratio=1.5), ParameterError, "ratio"),
+    Case("sae-lape-top-zero", "sae_lape(stats, top=0)",
+         lambda c: sae_lape(documented(), top=0), ParameterError, "top"),
+    Case("sae-lape-lang-specific-string", "sae_lape(stats, lang_specific='yes')",
+         lambda c: sae_lape(documented(), lang_specific="yes"), ParameterError, "True or False"),
+    Case("sae-lape-planted", "sae_lape(stats)  # en fires in 4/4 documents, fr in 3/3",
+         lambda c: sae_lape(documented()), check=one_per_group),
+    Case("sae-lape-nothing-passes", "sae_lape(stats, example_rate=1.0)  # no unit in every doc",
+         lambda c: sae_lape(documented(docs=((3, 1), (0, 2))), example_rate=1.0),
+         check=nothing_selected),
+    Case("sae-lape-doc-counts-without-n-docs",
+         "ActivationStats.from_counts(counts, n_tokens, doc_counts=docs)",
+         lambda c: documented(n_docs=None), ParameterError, "come together"),
+    Case("sae-lape-doc-counts-above-n-docs",
+         "from_counts(..., doc_counts={'en': [[5, 1]]}, n_docs={'en': 4, ...})",
+         lambda c: documented(docs=((5, 1), (0, 3))), ParameterError, "more documents"),
+    Case("sae-lape-doc-counts-negative", "from_counts(..., doc_counts={'en': [[-1, 1]]}, ...)",
+         lambda c: documented(docs=((-1, 1), (0, 3))), NegativeCountError, "negative"),
+    Case("sae-lape-doc-counts-other-shape",
+         "from_counts(..., doc_counts={'en': [[1, 1, 1]], ...})  # counts are [1, 2]",
+         lambda c: documented(docs=((1, 1, 1), (0, 3, 0))), ShapeMismatchError,
+         "shaped like counts"),
+    Case("sae-lape-doc-counts-other-groups",
+         "from_counts(..., doc_counts={'en': ..., 'de': ...})",
+         lambda c: documented(n_docs={"en": 4, "de": 3}), ShapeMismatchError,
+         "different groups"),
 ]
 
 

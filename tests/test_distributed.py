@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     with model.hooks(fwd_hooks=[("blocks.0.mlp.hook_pre", lambda x, hook: passes.append(1))]):
         extra = dict(checkpoint=ckpt, checkpoint_every=4, resume="auto") if ckpt else {}
         stats = ln.collect(model, ln.Corpus.from_texts(texts), batch_size=BATCH,
-                           sequence_stats=True, progress=False, **extra)
+                           sequence_stats=True, document_stats=True, progress=False, **extra)
     rank = os.environ["RANK"]
     stats.save(f"{out}/stats-{rank}")
     with open(f"{out}/rank-{rank}.json", "w") as f:
@@ -41,7 +41,8 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def reference(organism, corpus):
-    return ln.collect(organism, corpus, batch_size=BATCH, sequence_stats=True, progress=False)
+    return ln.collect(organism, corpus, batch_size=BATCH, sequence_stats=True,
+                      document_stats=True, progress=False)
 
 
 def torchrun(tmp_path: Path, ckpt: Path | None = None) -> list[tuple[ln.ActivationStats, int]]:
@@ -61,7 +62,8 @@ def torchrun(tmp_path: Path, ckpt: Path | None = None) -> list[tuple[ln.Activati
 def assert_merged(stats, reference):
     """Counts exactly; sums to 1e-9 relative; maxima and medians exactly."""
     assert stats.groups == reference.groups
-    for name in ("n_tokens", "active", "n_sequences", "max", "seq_mean_max", "seq_mean_median"):
+    for name in ("n_tokens", "active", "n_sequences", "max", "seq_mean_max", "seq_mean_median",
+                 "active_docs", "n_docs"):
         assert torch.equal(getattr(stats, name), getattr(reference, name)), name
     for name in ("sum", "sum_sq"):
         got, want = getattr(stats, name), getattr(reference, name)
@@ -92,7 +94,7 @@ def test_torchrun_resumes_a_single_process_checkpoint(tmp_path, organism, corpus
     with pytest.raises(CollectInterrupted), organism.hooks(
             fwd_hooks=[("blocks.1.mlp.hook_pre", stop_at_6)]):
         ln.collect(organism, corpus, batch_size=BATCH, checkpoint=ckpt, checkpoint_every=2,
-                   sequence_stats=True, progress=False)
+                   sequence_stats=True, document_stats=True, progress=False)
     ranks = torchrun(tmp_path, ckpt)
     left = reference.meta["n_batches"] - 5
     shares = [len(range(rank, left, 2)) for rank in range(2)]
@@ -102,6 +104,6 @@ def test_torchrun_resumes_a_single_process_checkpoint(tmp_path, organism, corpus
         assert_merged(stats, reference)
     # rank 0 wrote the final checkpoint; resuming it runs nothing and gives the same statistics
     again = ln.collect(organism, corpus, batch_size=BATCH, checkpoint=ckpt, resume=True,
-                       sequence_stats=True, progress=False)
+                       sequence_stats=True, document_stats=True, progress=False)
     assert again.meta["batches_per_rank"] == [0]
     assert_merged(again, reference)

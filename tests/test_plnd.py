@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import lensneurons as ln
+from lensneurons.corpus import TokenizedCorpus
 from lensneurons.detect.plnd import document_scores
 
 #: A gated Llama-style model and a grouped-query one in each TL environment.
@@ -229,6 +230,51 @@ def test_batching_does_not_change_counts(organism):
     many = ln.plnd(organism, corpus, sites=("mlp", "attn.q"), batch_size=8, progress=False)
     for site in one.sites:
         torch.testing.assert_close(one.frequency(site), many.frequency(site))
+
+
+def _stop_in_pass(model, k):
+    """A hook raising KeyboardInterrupt in the ``k``-th forward pass (block 1, mid-pass)."""
+    calls = []
+
+    def hook(x, *, hook):
+        calls.append(1)
+        if len(calls) == k:
+            raise KeyboardInterrupt
+
+    return model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", hook)])
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_ctrl_c_keeps_the_finished_documents(organism, monkeypatch, k):
+    texts = {g: lines[:5] for g, lines in ln.organism.texts("heldout").items() if g in (
+        "en", "fr", "ru")}
+    corpus = ln.Corpus.from_texts(texts)  # 15 documents: 8 batches of 2
+    before = sum(len(p._forward_hooks) for p in organism.hook_dict.values())
+    with pytest.raises(ln.errors.PLNDInterrupted, match=f"after {k - 1} of 8 batches") as info, \
+            _stop_in_pass(organism, k):
+        ln.plnd(organism, corpus, sites=("mlp", "attn.v"), batch_size=2, progress=False)
+    stop = info.value
+    assert isinstance(stop, KeyboardInterrupt) and not isinstance(stop, Exception)
+    assert isinstance(stop.__cause__, KeyboardInterrupt)
+    assert sum(len(p._forward_hooks) for p in organism.hook_dict.values()) == before
+    assert (stop.batches_done, stop.n_batches, stop.n_docs) == (k - 1, 8, 15)
+    assert stop.docs_done == 2 * (k - 1)
+    if k == 1:
+        assert stop.partial is None
+        return
+    real = TokenizedCorpus.batches
+    with monkeypatch.context() as patch:  # an independent run over the first k - 1 batches
+        patch.setattr(TokenizedCorpus, "batches", lambda self, size=8, skip=0: (
+            b for i, b in enumerate(real(self, size, skip=skip)) if i < k - 1))
+        prefix = ln.plnd(organism, corpus, sites=("mlp", "attn.v"), batch_size=2,
+                         progress=False)
+    kept = [i for i, n in enumerate(prefix.n_docs.tolist()) if n > 0]
+    assert stop.partial.groups == [prefix.groups[i] for i in kept]
+    assert stop.partial.n_docs.tolist() == prefix.n_docs[kept].tolist()
+    assert int(stop.partial.n_docs.sum()) == stop.docs_done
+    for site in ("mlp", "attn.v"):
+        assert torch.equal(stop.partial.counts[site], prefix.counts[site][kept])
+    stop.partial.neuron_sets("mlp", 0.5)  # usable as a result
 
 
 def test_shipped_gemma_result():

@@ -5,9 +5,10 @@ from lensneurons.detect.culture import CultureNeurons, culture_neurons
 from lensneurons.detect.groupings import compound, generic, pure_culture
 from lensneurons.detect.lape import lape
 from lensneurons.detect.plnd import PLNDResult, plnd
+from lensneurons.detect.sae_lape import sae_lape
 from lensneurons.detect.ternary import TernaryResult, ternary
 
 __all__ = [
     "AttributionItem", "AttributionScores", "attribution", "CultureNeurons", "culture_neurons",
     "compound", "generic", "pure_culture", "TernaryResult", "lape", "ternary",
-           "PLNDResult", "plnd"]
+           "PLNDResult", "plnd", "sae_lape"]

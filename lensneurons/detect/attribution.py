@@ -23,6 +23,8 @@ require grad: the pass enables autograd itself, also inside ``torch.no_grad()`` 
 ``torch.inference_mode()``. Batches are right-padded: with causal attention real positions never
 see the padding, and padded positions are excluded from the max. The forward pass stops at the
 last block's output; only the rows' last prompt positions go through the final norm and unembedding.
+The batches (longest prompts first) run through the package's batch loop
+(:class:`lensneurons._passes.Passes`): a batch that runs out of memory is split and retried.
 
 Examples:
     >>> import lensneurons as ln
@@ -38,15 +40,16 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from jaxtyping import Float
-from tqdm.auto import tqdm
+from jaxtyping import Float, Int
 
 from lensneurons import _checks
 from lensneurons._io import load_result, save_result
+from lensneurons._passes import Passes
 from lensneurons.detect._attribution_items import AttributionItem, encode, pad_id
 from lensneurons.errors import (
     CorruptResultError,
@@ -224,6 +227,7 @@ def attribution(
         ParameterError: unknown ``target``, bad ``batch_size``.
         UnknownSiteError: an unknown site, or one the model has no hook for.
         GradientUnavailableError: the model's weights are inference tensors.
+        InsufficientMemoryError: a single item does not fit in the device's memory.
 
     Examples:
         >>> import lensneurons as ln
@@ -247,29 +251,85 @@ def attribution(
         site.read_hook(0)  # an adapter without the hook point fails here, before any pass
     encoded = encode(view, items)
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     pad = pad_id(view)
-    with torch.inference_mode(False), torch.enable_grad():  # works under no_grad/inference_mode
-        totals = {s.name: torch.zeros(view.n_layers, s.width, dtype=torch.float64)
-                  for s in site_objs}
-        for rows in tqdm(batches, desc="attribution", disable=not progress):
-            _batch(view, site_objs, [encoded[r] for r in rows], pad, target,
-                   clamp_negative, totals)
+    starts = range(0, len(order), batch_size)
+    work = _Work(view, site_objs, target, clamp_negative)
+    # grad=True works under no_grad and inference_mode; the batches are made inside it.
+    with Passes(view, work, work.run, total=len(starts), desc="attribution", progress=progress,
+                split=_Items.split, grad=True) as passes:
+        for lo in starts:
+            passes.batch(_Items.pad([encoded[r] for r in order[lo:lo + batch_size]], pad))
+            passes.advance()
     meta = {"target": target, "clamp_negative": clamp_negative, "gated": view.gated,
             "fingerprint": view.fingerprint(), "method": "attribution"}
-    return AttributionScores({k: v / len(encoded) for k, v in totals.items()},
+    return AttributionScores({k: v / len(encoded) for k, v in work.totals.items()},
                              n_items=len(encoded), meta=meta)
 
 
-def _batch(view: ModelView, sites: list[Site], rows: list[tuple[list[int], int]], pad_id: int,
-           target: str, clamp: bool, totals: dict[str, torch.Tensor]) -> None:
-    """One forward and one backward pass over ``rows``; adds the item scores to ``totals``."""
+@dataclass(frozen=True)
+class _Items:
+    """A batch of items: right-padded prompts, their lengths and their answers' first tokens."""
+
+    tokens: Int[torch.Tensor, "batch pos"]
+    lengths: Int[torch.Tensor, " batch"]
+    answers: Int[torch.Tensor, " batch"]
+
+    @classmethod
+    def pad(cls, rows: list[tuple[list[int], int]], pad_id: int) -> _Items:
+        lengths = torch.tensor([len(ids) for ids, _ in rows])
+        tokens = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.int64)
+        for r, (ids, _) in enumerate(rows):
+            tokens[r, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        return cls(tokens, lengths, torch.tensor([y for _, y in rows]))
+
+    def split(self, size: int) -> Iterator[_Items]:
+        """Pieces of at most ``size`` items, each as wide as its longest prompt."""
+        for lo in range(0, self.tokens.shape[0], size):
+            lengths = self.lengths[lo:lo + size]
+            yield _Items(self.tokens[lo:lo + size, :int(lengths.max())], lengths,
+                         self.answers[lo:lo + size])
+
+
+class _Work:
+    """The passes of one attribution run and the score totals they feed (a ``Passes`` work)."""
+
+    def __init__(self, view: ModelView, sites: list[Site], target: str, clamp: bool) -> None:
+        self.view, self.sites, self.target, self.clamp = view, sites, target, clamp
+        # Made by the first commit, inside the loop's grad mode (never inference tensors).
+        self.totals: dict[str, torch.Tensor] = {}
+        self.current: dict[str, torch.Tensor] | None = None
+        self.finished: list[dict[str, torch.Tensor]] = []
+
+    def run(self, piece: _Items) -> None:
+        self.current = _scores(self.view, self.sites, piece, self.target, self.clamp)
+
+    def start(self, piece: _Items) -> None:
+        self.current = None
+
+    def finish(self, piece: _Items) -> None:
+        assert self.current is not None
+        self.finished.append(self.current)
+
+    def abort(self) -> None:
+        self.current = None
+
+    def commit(self) -> None:
+        for sums in self.finished:
+            for site, value in sums.items():
+                self.totals[site] = self.totals[site] + value if site in self.totals else value
+        self.finished.clear()
+
+    def rollback(self) -> None:
+        self.finished.clear()
+
+
+def _scores(view: ModelView, sites: list[Site], items: _Items, target: str,
+            clamp: bool) -> dict[str, torch.Tensor]:
+    """One forward and one backward pass over ``items``: per site, their summed item scores."""
     device = view.input_device
-    lengths = torch.tensor([len(ids) for ids, _ in rows], device=device)
-    tokens = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.int64, device=device)
-    for r, (ids, _) in enumerate(rows):
-        tokens[r, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
-    answers = torch.tensor([y for _, y in rows], device=device)
+    tokens, lengths = items.tokens.to(device), items.lengths.to(device)
+    answers = items.answers.to(device)
+    rows = tokens.shape[0]
     deltas: dict[tuple[str, int], torch.Tensor] = {}
     acts: dict[tuple[str, int], torch.Tensor] = {}
     captured: list[torch.Tensor] = []
@@ -302,7 +362,7 @@ def _batch(view: ModelView, sites: list[Site], rows: list[tuple[list[int], int]]
                 "outside inference_mode; no_grad() and eval() are fine."
             ) from err
         raise
-    last = captured[0][torch.arange(len(rows), device=device), lengths - 1]
+    last = captured[0][torch.arange(rows, device=device), lengths - 1]
     logits = readout_fn(view.model)(last)
     logprobs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
     logp = logprobs.gather(-1, answers[:, None].to(logprobs.device))[:, 0]
@@ -312,6 +372,7 @@ def _batch(view: ModelView, sites: list[Site], rows: list[tuple[list[int], int]]
     grads = torch.autograd.grad(objective.sum(), [deltas[k] for k in keys], allow_unused=True)
     weight = prob.detach().to(torch.float64) if target == "prob" else torch.ones_like(
         prob, dtype=torch.float64)
+    sums = {s.name: torch.zeros(view.n_layers, s.width, dtype=torch.float64) for s in sites}
     for key, grad in zip(keys, grads):
         site = next(s for s in sites if s.name == key[0])
         name = site.read_hook(key[1])
@@ -323,4 +384,5 @@ def _batch(view: ModelView, sites: list[Site], rows: list[tuple[list[int], int]]
         item = best * weight.to(best.device)[:, None]
         if clamp:
             item = item.clamp(min=0)
-        totals[key[0]][key[1]] += item.sum(0).cpu()
+        sums[key[0]][key[1]] += item.sum(0).cpu()
+    return sums

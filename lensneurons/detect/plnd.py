@@ -42,19 +42,18 @@ from jaxtyping import Float, Int
 
 from lensneurons import _checks
 from lensneurons._passes import run_batches
-from lensneurons.corpus import Batch, Corpus
-from lensneurons.detect import _plnd_scores as scores
+from lensneurons.corpus import Corpus
 from lensneurons.detect._plnd_result import PLNDResult
+from lensneurons.detect._plnd_scorer import Scorer
 from lensneurons.errors import (
-    HookShapeError,
     ParameterError,
+    PLNDInterrupted,
     ShortDocumentError,
     TooFewGroupsError,
     UnknownSiteError,
-    UnsupportedModelError,
 )
 from lensneurons.model import ModelView
-from lensneurons.sites import check_site_name, get_site
+from lensneurons.sites import check_site_name
 
 SITES = ("mlp", "attn.q", "attn.k", "attn.v")
 VARIANTS = ("paper", "reference-code")
@@ -105,6 +104,9 @@ def plnd(
         ParameterError: ``top_fraction``, ``doc_frequency``, ``variant`` or ``sites`` is invalid.
         UnsupportedModelError: the model's attention scores are not a scaled product of the
             queries and keys (Q/K sites only), or its MLP has no ``W_out``.
+        InsufficientMemoryError: a single document does not fit in the device's memory (a
+            batch that does not fit is split and retried, with a ``BatchSplitWarning``).
+        PLNDInterrupted: Ctrl-C; ``.partial`` holds the result of the finished documents.
 
     Examples:
         >>> import lensneurons as ln
@@ -128,13 +130,37 @@ def plnd(
     view = ModelView(model)
     tokenized = corpus.tokenize(view).limit(max_tokens_per_group)
     _check_lengths(tokenized, corpus.groups)
-    scorer = _Scorer(view, sites, fractions, variant, len(corpus.groups))
-    run_batches(view, tokenized, batch_size, stop_at=scorer.stop_at, fwd_hooks=scorer.hooks(),
-                start=scorer.start, finish=scorer.finish, progress=progress, desc="plnd")
+    scorer = Scorer(view, sites, fractions, variant, len(corpus.groups))
     meta = {"method": "plnd", "variant": variant, "top_fraction": fractions,
             "doc_frequency": doc_frequency, "gated": view.gated, "points": scorer.points,
             "corpus": repr(corpus), "fingerprint": view.fingerprint()}
+    try:
+        run_batches(view, tokenized, batch_size, scorer, stop_at=scorer.stop_at,
+                    fwd_hooks=scorer.hooks(), progress=progress, desc="plnd")
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, PLNDInterrupted):
+            raise
+        raise _interrupted(scorer, list(corpus.groups), meta, len(tokenized.sequences),
+                           tokenized.n_batches(batch_size)) from stop
     return PLNDResult(list(corpus.groups), scorer.counts, scorer.n_docs, meta)
+
+
+def _interrupted(scorer: Scorer, groups: list[str], meta: dict[str, Any], n_docs: int,
+                 n_batches: int) -> PLNDInterrupted:
+    """The Ctrl-C of :func:`plnd`, carrying the counts of the finished batches' documents."""
+    kept = [g for g, n in enumerate(scorer.n_docs.tolist()) if n > 0]
+    partial = None
+    if kept:
+        index = torch.tensor(kept)
+        partial = PLNDResult([groups[g] for g in kept],
+                             {s: c[index] for s, c in scorer.counts.items()},
+                             scorer.n_docs[index], {**meta, "partial": True})
+    done = int(scorer.n_docs.sum())
+    return PLNDInterrupted(
+        f"plnd was interrupted after {scorer.batches} of {n_batches} batches ({done} of "
+        f"{n_docs} documents); the document frequencies of the finished documents are on this "
+        "exception's .partial (groups without a finished document left out). Run plnd again "
+        "to score every document.", partial, done, n_docs, scorer.batches, n_batches)
 
 
 def document_scores(
@@ -164,21 +190,12 @@ def document_scores(
     view = ModelView(model)
     tokenized = corpus.tokenize(view)
     _check_lengths(tokenized, corpus.groups)
-    scorer = _Scorer(view, sites, dict.fromkeys(sites, 1.0), variant, len(corpus.groups))
-    scorer.kept = {s: [] for s in sites}
-    rows: list[torch.Tensor] = []
-
-    def finish(batch: Batch) -> None:
-        for site in sites:
-            scorer.kept[site].append(torch.stack(
-                [scorer.pending[site, layer].cpu() for layer in range(view.n_layers)], 1))
-        rows.append(batch.rows)
-        scorer.finish(batch)
-
-    run_batches(view, tokenized, _checks.positive_int(batch_size, "batch_size"),
-                stop_at=scorer.stop_at, fwd_hooks=scorer.hooks(), start=scorer.start,
-                finish=finish, progress=progress, desc="plnd scores")
-    return {s: torch.cat(scorer.kept[s]) for s in sites}, torch.cat(rows)
+    scorer = Scorer(view, sites, dict.fromkeys(sites, 1.0), variant, len(corpus.groups),
+                    keep=True)
+    run_batches(view, tokenized, _checks.positive_int(batch_size, "batch_size"), scorer,
+                stop_at=scorer.stop_at, fwd_hooks=scorer.hooks(), progress=progress,
+                desc="plnd scores")
+    return {s: torch.cat(scorer.kept[s]) for s in sites}, torch.cat(scorer.kept_rows)
 
 
 def _sites(sites: Any) -> tuple[str, ...]:
@@ -220,145 +237,3 @@ def _check_lengths(tokenized: Any, groups: list[str]) -> None:
                 "token(s); PLND ranks units within each document, which needs at least 2. Drop "
                 "or merge the shortest texts (a long text's last window can be that short too: "
                 "pass Corpus.from_texts(..., window=...) to change where it is cut).")
-
-
-class _Scorer:
-    """The hooks of one PLND run and the per-group activation counts they feed."""
-
-    def __init__(self, view: ModelView, sites: tuple[str, ...], fractions: dict[str, float],
-                 variant: str, n_groups: int) -> None:
-        self.view, self.sites, self.variant = view, sites, variant
-        self.widths = {s: get_site(view, s).width for s in sites}
-        self.top = {}
-        for s in sites:
-            self.top[s] = round(fractions[s] * self.widths[s])
-            if self.top[s] < 1:
-                raise ParameterError(
-                    f"top_fraction={fractions[s]!r} activates no unit of site {s!r} "
-                    f"({self.widths[s]} units per layer); use at least {1 / self.widths[s]:.3g}.")
-        n_layers = view.n_layers
-        self.counts = {s: torch.zeros(n_groups, n_layers, self.widths[s], dtype=torch.int64)
-                       for s in sites}
-        self.n_docs = torch.zeros(n_groups, dtype=torch.int64)
-        self.points = self._points()
-        self.pending: dict[tuple[str, int], torch.Tensor] = {}
-        self.captured: dict[int, dict[str, torch.Tensor]] = {}
-        self.scales: dict[int, float] = {}
-        self.counted: torch.Tensor | None = None
-        self.kept: dict[str, list[torch.Tensor]] | None = None
-        self.w_out_norm: dict[int, torch.Tensor] = {}
-        if "mlp" in sites and variant == "paper":
-            for layer in range(n_layers):
-                self.w_out_norm[layer] = self._w_out(layer).float().norm(dim=1)
-        last = n_layers - 1
-        self.stop_at = view.hook_name(last, self.points["mlp"] if "mlp" in sites else
-                                      "attn.hook_z")
-
-    def _points(self) -> dict[str, str]:
-        hooks = self.view.model.hook_dict
-        points = {"mlp": "mlp.hook_post"}
-        if self.variant == "reference-code":
-            points["mlp"] = "mlp.hook_pre_linear" if self.view.gated else "mlp.hook_pre"
-        rot = all(f"blocks.0.attn.hook_rot_{x}" in hooks for x in "qk")
-        points["q"], points["k"] = (("attn.hook_rot_q", "attn.hook_rot_k") if rot
-                                    else ("attn.hook_q", "attn.hook_k"))
-        points.update(v="attn.hook_v", scores="attn.hook_attn_scores", z="attn.hook_z")
-        return points
-
-    def _w_out(self, layer: int) -> torch.Tensor:
-        w_out = getattr(getattr(self.view.model.blocks[layer], "mlp", None), "W_out", None)
-        if not isinstance(w_out, torch.Tensor) or tuple(w_out.shape) != (
-                self.view.d_mlp, self.view.d_model):
-            raise UnsupportedModelError(
-                f"PLND's MLP score needs W_out [d_mlp, d_model] of block {layer}; "
-                f"{self.view.architecture} does not expose it. Use variant='reference-code' or "
-                "sites without 'mlp'.")
-        return w_out.detach()
-
-    def hooks(self) -> list[tuple[str, Any]]:
-        """``(hook name, fn)`` for every layer and needed point."""
-        out = []
-        qk = any(s in self.sites for s in ("attn.q", "attn.k"))
-        for layer in range(self.view.n_layers):
-            if "mlp" in self.sites:
-                out.append((self.view.hook_name(layer, self.points["mlp"]), self._mlp(layer)))
-            if "attn.v" in self.sites:
-                out.append((self.view.hook_name(layer, self.points["z"]), self._v(layer)))
-            if qk:
-                for key in ("q", "k", "v", "scores"):
-                    out.append((self.view.hook_name(layer, self.points[key]),
-                                self._capture(layer, key)))
-        return out
-
-    def start(self, batch: Batch) -> None:
-        """Before a pass: forget the last pass's partial results."""
-        self.pending.clear()
-        self.captured.clear()
-        self.counted = batch.counted
-
-    def finish(self, batch: Batch) -> None:
-        """After a whole pass: commit each document's top units into its group's counts."""
-        rows = batch.rows
-        for (site, layer), score in self.pending.items():
-            order = torch.sort(score.cpu(), dim=1, descending=True, stable=True).indices
-            flags = torch.zeros_like(score, dtype=torch.int64, device="cpu")
-            flags.scatter_(1, order[:, :self.top[site]], 1)
-            self.counts[site][:, layer].index_add_(0, rows, flags)
-        self.n_docs.index_add_(0, rows, torch.ones_like(rows))
-        self.pending.clear()
-
-    def _mask(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.counted is not None
-        return self.counted.to(x.device)
-
-    def _mlp(self, layer: int) -> Any:
-        def hook(x: torch.Tensor, hook: Any) -> None:
-            self._width(x, "mlp", layer)
-            if self.variant == "paper":
-                score = scores.ffn_scores(x, self._mask(x), self.w_out_norm[layer])
-            else:
-                score = scores.ffn_reference(x, self._mask(x))
-            self.pending["mlp", layer] = score
-        return hook
-
-    def _v(self, layer: int) -> Any:
-        def hook(z: torch.Tensor, hook: Any) -> None:
-            self._heads(z, layer, self.view.n_heads)
-            self.pending["attn.v", layer] = scores.v_scores(
-                z, self._mask(z), self.view.n_kv_heads, self.variant)
-        return hook
-
-    def _capture(self, layer: int, key: str) -> Any:
-        def hook(x: torch.Tensor, hook: Any) -> None:
-            got = self.captured.setdefault(layer, {})
-            got[key] = x
-            if len(got) == 4:
-                self._qk(layer, self.captured.pop(layer))
-        return hook
-
-    def _qk(self, layer: int, got: dict[str, torch.Tensor]) -> None:
-        q, k, v, s = got["q"], got["k"], got["v"], got["scores"]
-        self._heads(q, layer, self.view.n_heads)
-        self._heads(k, layer, self.view.n_kv_heads)
-        self._heads(v, layer, self.view.n_kv_heads)
-        if layer not in self.scales:
-            where = f"{self.points['q']}/{self.points['k']}"
-            self.scales[layer] = scores.fit_scale(q, k, s, where)
-        q_score, k_score = scores.qk_scores(q, k, v, s, self._mask(q), self.scales[layer],
-                                            self.variant)
-        if "attn.q" in self.sites:
-            self.pending["attn.q", layer] = q_score
-        if "attn.k" in self.sites:
-            self.pending["attn.k", layer] = k_score
-
-    def _width(self, x: torch.Tensor, site: str, layer: int) -> None:
-        if x.shape[-1] != self.widths[site]:
-            raise HookShapeError(
-                f"Block {layer}'s {self.points['mlp']} gave width {x.shape[-1]}, but the MLP "
-                f"has {self.widths[site]} units (a TransformerLens adapter gap).")
-
-    def _heads(self, x: torch.Tensor, layer: int, heads: int) -> None:
-        if x.dim() != 4 or x.shape[2] != heads or x.shape[3] != self.view.d_head:
-            raise HookShapeError(
-                f"An attention hook of block {layer} gave shape {tuple(x.shape)}, expected "
-                f"[batch, pos, {heads}, {self.view.d_head}] (a TransformerLens adapter gap).")

@@ -4,6 +4,8 @@
 * :func:`sae_site` registers SAEs as the site ``"sae:<name>"`` for ``collect``, ``lape`` and the
   intervention factories (``site.py``, ``hooks.py``);
 * :func:`train_sae` trains a small ReLU (L1) or top-k SAE on a TL hook (``train.py``);
+* the paper's own selection rule, over per-document counts, is
+  :func:`lensneurons.detect.sae_lape.sae_lape` (``docs/methods/sae.md``);
 * :data:`ORGANISM_SAE` is the folder of the shipped SAE on the organism's
   ``blocks.2.hook_resid_post``.
 

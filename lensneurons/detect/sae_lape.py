@@ -1,0 +1,123 @@
+"""SAE-LAPE (Andrylie et al. 2025): language-specific units by a per-document rule.
+
+Andrylie et al. select language-specific SAE features with their own rule, not Tang et al.'s
+percentiles (``docs/methods/sae.md``). With ``P[l,u,k] = active / n_tokens`` of group ``k`` and
+the entropy ``H`` of ``P`` normalised over groups (as in LAPE)::
+
+    kept      = ∃k:  active_docs[k,l,u] >= ⌊example_rate · n_docs[k]⌋     fires in >= 98% of the
+                                                                          documents of one group
+              ∧ ∃k': active[k',l,u]     >  ⌊token_rate · n_tokens[k']⌋    and on > 10% of the
+                                                                          tokens of one group
+    member_k  = kept ∧ P[l,u,k] >= ratio · max_k' P[l,u,k']
+    lang_specific: units that are members of more than one group are dropped
+    top=N:    each group keeps its N members of lowest H, over all layers (ties by index)
+
+``k`` and ``k'`` need not be the same group. The ``⌊·⌋`` are the released code's ``int(...)``.
+The rule works on any site's statistics (MLP neurons too); it needs per-document counts,
+collected with ``collect(..., document_stats=True)`` on a corpus with one document per sequence.
+
+Examples:
+    >>> import lensneurons as ln
+    >>> stats = ln.ActivationStats.from_counts(
+    ...     {"en": torch.tensor([[50, 5, 50]]), "fr": torch.tensor([[2, 60, 45]])},
+    ...     {"en": 100, "fr": 100},
+    ...     doc_counts={"en": torch.tensor([[10, 3, 10]]), "fr": torch.tensor([[1, 10, 10]])},
+    ...     n_docs={"en": 10, "fr": 10})
+    >>> sets = sae_lape(stats)
+    >>> sets["en"].indices[0].tolist(), sets["fr"].indices[0].tolist()
+    ([0], [1])
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from lensneurons import _checks
+from lensneurons.detect._common import entropy, lowest, probabilities, provenance
+from lensneurons.errors import MissingStatisticError
+from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.stats import ActivationStats
+
+
+def sae_lape(
+    stats: ActivationStats,
+    *,
+    example_rate: float = 0.98,
+    token_rate: float = 0.10,
+    ratio: float = 0.5,
+    lang_specific: bool = True,
+    top: int | None = None,
+) -> NeuronSets:
+    """Language-specific units by SAE-LAPE's rule (Andrylie et al. 2025); see the module.
+
+    Args:
+        stats: statistics of at least two groups with per-document counts
+            (``collect(..., document_stats=True)``, or ``ActivationStats.from_counts`` with
+            ``doc_counts`` and ``n_docs``).
+        example_rate: a unit is kept only if, in some group, it is active in at least
+            ``⌊example_rate · n_docs⌋`` documents; in ``(0, 1]``.
+        token_rate: ...and, in some group, on more than ``⌊token_rate · n_tokens⌋`` tokens; in
+            ``[0, 1)``.
+        ratio: a kept unit joins every group whose probability is at least ``ratio`` times its
+            highest; in ``(0, 1]`` (0.5 in the paper's scripts, whose command-line default is
+            0.8).
+        lang_specific: drop units that join more than one group (the paper's
+            ``--lang-specific``).
+        top: keep each group's ``top`` members of lowest entropy (``None``: all).
+
+    Returns:
+        The sets per group; ``meta`` holds the parameters, how many units were kept, and how
+        many joined 1, 2, ... groups (``groups_per_unit``, before ``lang_specific``).
+
+    Raises:
+        MissingStatisticError: ``stats`` hold no per-document counts.
+        TooFewGroupsError: fewer than two groups.
+        ParameterError: a rate or ratio out of its range (or NaN), ``top < 1``, a non-bool
+            ``lang_specific``, or ``stats`` that are not :class:`ActivationStats`.
+
+    Examples:
+        >>> import lensneurons as ln
+        >>> model = ln.organism.load()
+        >>> texts = {g: lines[:6] for g, lines in ln.organism.texts("heldout").items()}
+        >>> stats = ln.collect(model, ln.Corpus.from_texts(texts), document_stats=True,
+        ...                    progress=False)
+        >>> sets = sae_lape(stats, top=5)
+        >>> max(len(s) for s in sets.values()) <= 5
+        True
+    """
+    example_rate = _checks.rate(example_rate, "example_rate")
+    token_rate = _checks.percentile(token_rate, "token_rate")
+    ratio = _checks.rate(ratio, "ratio")
+    lang_specific = _checks.flag(lang_specific, "lang_specific")
+    top = _checks.optional_positive_int(top, "top")
+    probs = probabilities(stats, "SAE-LAPE")
+    if stats.active_docs is None or stats.n_docs is None:
+        raise MissingStatisticError(
+            "SAE-LAPE's rule counts the documents a unit is active in, and these statistics "
+            "hold no per-document counts. Collect them with ln.collect(model, corpus, "
+            "document_stats=True) on a corpus with one document per sequence (pack=False), or "
+            "pass doc_counts= and n_docs= to ActivationStats.from_counts.")
+    docs_needed = torch.tensor([int(example_rate * n) for n in stats.n_docs.tolist()])
+    tokens_over = torch.tensor([int(token_rate * n) for n in stats.n_tokens.tolist()])
+    in_docs = rearrange(stats.active_docs >= docs_needed[:, None, None], "k l u -> l u k")
+    on_tokens = rearrange(stats.active > tokens_over[:, None, None], "k l u -> l u k")
+    kept = in_docs.any(-1) & on_tokens.any(-1)
+    members = kept[..., None] & (probs >= ratio * probs.amax(-1, keepdim=True))
+    joined = members.sum(-1)
+    histogram = torch.bincount(joined[kept], minlength=probs.shape[-1] + 1)[1:].tolist()
+    if lang_specific:
+        members &= (joined == 1)[..., None]
+    if top is not None:
+        scores = entropy(probs)
+        members = torch.stack([
+            lowest(scores.masked_fill(~members[..., k], float("inf")), top) & members[..., k]
+            for k in range(probs.shape[-1])], dim=-1)
+    meta = {
+        "method": "sae_lape", "example_rate": example_rate, "token_rate": token_rate,
+        "ratio": ratio, "lang_specific": lang_specific, "top": top, "kept": int(kept.sum()),
+        "groups_per_unit": histogram, **provenance(stats),
+    }
+    gated = stats.meta.get("gated")
+    return NeuronSets({g: NeuronSet(members[..., k], site=stats.site, gated=gated)
+                       for k, g in enumerate(stats.groups)}, meta)
