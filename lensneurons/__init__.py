@@ -31,6 +31,7 @@ from lensneurons import (
 from lensneurons.corpus import Corpus, TokenizedCorpus
 from lensneurons.detect import TernaryResult, lape, ternary
 from lensneurons.detect.attribution import AttributionItem, AttributionScores, attribution
+from lensneurons.detect.attribution_sets import next_token_items, others_mean
 from lensneurons.detect.culture import CultureNeurons, culture_neurons
 from lensneurons.detect.groupings import compound, generic, pure_culture
 from lensneurons.detect.plnd import PLNDResult, plnd
@@ -79,6 +80,7 @@ __all__ = [  # noqa: RUF022
     "lape", "ternary", "TernaryResult", "NeuronSet", "NeuronSets", "random_like",
     "compound", "pure_culture", "generic",
     "attribution", "AttributionItem", "AttributionScores", "culture_neurons", "CultureNeurons",
+    "next_token_items", "others_mean",
     "plnd", "PLNDResult",
     "SAE", "sae_site", "sae_lape",
     # neuron sets -> hooks

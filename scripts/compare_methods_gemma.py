@@ -1,26 +1,34 @@
-"""Compare LAPE, ternary and PLND language-neuron sets of Gemma 3 270M (MLP site).
+"""Compare LAPE, ternary, PLND and attribution language-neuron sets of Gemma 3 270M (MLP site).
 
     LENSNEURONS_CACHE=/tmp/lncache .venv/bin/python scripts/compare_methods_gemma.py [--n-lines 20]
 
 Everything but the perplexity part reads shipped data only: the activation statistics in
 ``lensneurons/data/real/gemma-3-270m/stats`` (LAPE at Tang et al.'s defaults, ternary at Zhang et
-al.'s) and the PLND result in ``.../plnd`` (MLP site, its saved ``doc_frequency``). Writes
+al.'s), the PLND result in ``.../plnd`` (MLP site, its saved ``doc_frequency``) and the
+attribution scores per language in ``.../attribution`` (``scripts/attribution_gemma.py``), from
+which CULNIG's culture-specific rule selects language sets with the mean of the other languages
+as the control and LAPE's mean set size as the budget (:func:`attribution_sets`). Writes
 
 - ``docs/data/method_comparison/``: ``set_sizes.csv``, ``iou_by_language.csv`` (per language, the
   IoU of each pair of methods), ``iou_methods.csv`` (methods × methods, mean over languages),
   ``iou_same_vs_other.csv`` (same-language against other-language IoU per pair),
   ``iou_full.csv`` (every ``method:language`` set against every other), ``containment.csv``
-  (share of the LAPE and ternary sets inside the PLND set, with chance), ``layer_counts.csv``,
-  and with the model: ``nll_matrix_<method>.csv``, ``nll_delta_<method>.csv``,
-  ``nll_delta_ci.csv`` (paired 95% intervals) and ``specificity.csv``;
-- ``docs/img/``: ``method_comparison_iou.png``, ``method_comparison_layers.png`` and
-  ``method_comparison_nll.png``.
+  (share of the LAPE, ternary and attribution sets inside the PLND set, with chance),
+  ``layer_counts.csv``, and with the model: ``nll_matrix_<method>.csv`` and
+  ``nll_delta_<method>.csv`` (rows: each set, then its random baseline ``random:<language>``),
+  ``nll_delta_ci.csv`` (paired 95% intervals), ``specificity.csv`` (own ÷ mean of others of each
+  set) and ``own_vs_random.csv`` (own Δ NLL of each set and of its
+  random baseline, and their paired difference);
+- ``docs/img/``: ``method_comparison_iou.png``, ``method_comparison_iou_full.png``,
+  ``method_comparison_layers.png`` and ``method_comparison_nll.png``.
 
-The perplexity matrices (en, de, fr, ru, zh) use the first ``--n-lines`` held-out lines that PLND
-did not use as documents (PLND took the first 20 of at least 4 tokens).
+The perplexity matrix (en, de, fr, ru, zh) uses the first ``--n-lines`` held-out lines that PLND
+did not use as documents (PLND took the first 20 of at least 4 tokens). All 20 sets and their 20
+random baselines (same count per layer, disjoint from the set) are one ``perplexity_matrix``
+call: 41 rows of about 1,200 tokens, 8 minutes on two shared CPU cores (``OMP_NUM_THREADS=1``:
+with two threads per process an oversubscribed machine is several times slower).
 
-``--skip-perplexity`` rewrites the set-level files without loading the model. Attribution
-(CULNIG) sets exist for cultures only, not languages, so they are not compared here.
+``--skip-perplexity`` rewrites the set-level files without loading the model.
 """
 
 from __future__ import annotations
@@ -39,27 +47,51 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import lensneurons as ln  # noqa: E402
+from lensneurons.detect.attribution_sets import others_mean  # noqa: E402
 
 NAME = "gemma-3-270m"
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "docs" / "data" / "method_comparison"
 IMG = ROOT / "docs" / "img"
 EVAL_LANGUAGES = ["en", "de", "fr", "ru", "zh"]
-METHODS = ["lape", "ternary", "plnd"]
+METHODS = ["lape", "ternary", "plnd", "attribution"]
 PLND_MIN_TOKENS = 4     # scripts/plnd_gemma.py's --min-tokens
 PLND_RESULT = ln.PLNDResult.load(ln.real_stats.data_dir(NAME) / "plnd")
+ATTRIBUTION = ln.real_stats.data_dir(NAME) / "attribution"
+
+
+def attribution_sets(groups: list[str], budget: int) -> ln.NeuronSets:
+    """Language sets from the shipped attribution scores, ``budget`` units per language before z.
+
+    CULNIG's culture-specific rule with the other languages as the control: per language ``g``
+    the top ``budget`` MLP units by ``q_g − mean_{h≠g} q_h``, kept where that contrast's z-score
+    across the languages is at least 0.5 (``ln.culture_neurons``' default).
+    """
+    scores = {g: ln.AttributionScores.load(ATTRIBUTION / g) for g in groups}
+    rate = budget / scores[groups[0]]["mlp"].numel()
+    selected = ln.culture_neurons(scores, others_mean(scores), None, specific_rate=rate)
+    return selected.specific["mlp"]
 
 
 def method_sets(stats: ln.ActivationStats) -> tuple[dict[str, ln.NeuronSets], dict[str, object]]:
-    """Each method's per-language MLP sets, and the thresholds that made them."""
+    """Each method's per-language MLP sets, and the thresholds that made them.
+
+    The attribution budget is LAPE's mean set size (the same total over the languages, before
+    the z rule drops units).
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         split = ln.ternary(stats)
     sets = {"lape": ln.lape(stats), "ternary": split.language_neurons(),
             "plnd": PLND_RESULT.neuron_sets("mlp")}
+    budget = round(sum(len(s) for s in sets["lape"].values()) / len(stats.groups))
+    sets["attribution"] = attribution_sets(list(stats.groups), budget)
     info = {"ternary_lam": split.lam, "ternary_lam_at_bound": split.lam_at_bound,
             "ternary_warnings": [str(w.message) for w in caught],
-            "plnd_doc_frequency": sets["plnd"].meta["doc_frequency"]}
+            "plnd_doc_frequency": sets["plnd"].meta["doc_frequency"],
+            "attribution_budget_per_language": budget,
+            "attribution_dropped_by_z": budget * len(stats.groups)
+            - sum(len(s) for s in sets["attribution"].values())}
     return sets, info
 
 
@@ -94,13 +126,13 @@ def iou_tables(sets: dict[str, ln.NeuronSets]) -> dict[str, pd.DataFrame]:
 
 
 def containment(sets: dict[str, ln.NeuronSets]) -> pd.DataFrame:
-    """Share of each small set (LAPE, ternary) inside the PLND set, and its layer-matched chance.
+    """Share of each small set (LAPE, ternary, attribution) inside the PLND set, and its chance.
 
     Chance: the expected share if the PLND set were random units with its own count per layer,
     ``sum_l |a_l| |b_l| / d_mlp / |a|``.
     """
     out = {}
-    for m in ("lape", "ternary"):
+    for m in ("lape", "ternary", "attribution"):
         share, chance = [], []
         for g in sets[m].groups:
             a, b = sets[m][g], sets["plnd"][g]
@@ -138,10 +170,28 @@ def plot_iou(tables: dict[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
+def plot_iou_full(full: pd.DataFrame) -> plt.Figure:
+    """Heatmap of every ``method:language`` set against every other, blocks per method pair."""
+    n = len(full) // len(METHODS)
+    fig, ax = plt.subplots(figsize=(10, 9), layout="constrained")
+    im = ax.imshow(full.to_numpy(), vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(full)), [name.split(":")[1] for name in full.columns], fontsize=6,
+                  rotation=90)
+    ax.set_yticks(range(len(full)), [name.split(":")[1] for name in full.index], fontsize=6)
+    for k, m in enumerate(METHODS):
+        ax.text(k * n + n / 2 - 0.5, -1.5, m, ha="center", fontsize=9)
+        ax.text(-3.5, k * n + n / 2 - 0.5, m, ha="right", va="center", rotation=90, fontsize=9)
+        if k:
+            ax.axhline(k * n - 0.5, color="white", lw=1)
+            ax.axvline(k * n - 0.5, color="white", lw=1)
+    fig.colorbar(im, ax=ax, shrink=0.7, label="IoU (Jaccard)")
+    return fig
+
+
 def plot_layers(counts: pd.DataFrame) -> plt.Figure:
     """Units per layer summed over languages, one panel per method."""
     per_layer = counts.groupby(["method", "layer"])["units"].sum().unstack("method")[METHODS]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), sharex=True)
+    fig, axes = plt.subplots(1, len(METHODS), figsize=(16, 3.5), sharex=True)
     for ax, m in zip(axes, METHODS):
         ax.bar(per_layer.index, per_layer[m], color=f"C{METHODS.index(m)}")
         ax.set_title(f"{m}: {int(per_layer[m].sum())} memberships")
@@ -152,12 +202,13 @@ def plot_layers(counts: pd.DataFrame) -> plt.Figure:
 
 
 def plot_deltas(deltas: dict[str, pd.DataFrame]) -> plt.Figure:
-    """The ΔNLL matrix of each method, side by side."""
-    fig, axes = plt.subplots(1, len(deltas), figsize=(4.2 * len(deltas), 3.8))
+    """The ΔNLL matrix of each method, side by side: its sets, then their random baselines."""
+    fig, axes = plt.subplots(1, len(deltas), figsize=(4.2 * len(deltas), 6))
     for ax, (m, delta) in zip(axes, deltas.items()):
         table = delta.drop(index="none")
         top = float(np.abs(table.to_numpy()).max())
         ax.imshow(table.to_numpy(), cmap="RdBu_r", vmin=-top, vmax=top)
+        ax.axhline(len(EVAL_LANGUAGES) - 0.5, color="black", lw=1.5)
         ax.set_xticks(range(table.shape[1]), table.columns)
         ax.set_yticks(range(table.shape[0]), table.index)
         for (i, j), v in np.ndenumerate(table.to_numpy()):
@@ -187,35 +238,82 @@ def eval_corpus(model: object, stats: ln.ActivationStats, n_lines: int) -> ln.Co
     return ln.Corpus.from_texts(texts)
 
 
+def method_matrix(full: pd.DataFrame, method: str) -> pd.DataFrame:
+    """One method's rows of the combined matrix, named as ``perplexity_matrix`` names them."""
+    names = {"none": "none", **{f"{method}:{g}": g for g in EVAL_LANGUAGES},
+             **{f"random:{method}:{g}": f"random:{g}" for g in EVAL_LANGUAGES}}
+    matrix = full.loc[list(names)].rename(index=names)
+    per_sequence = full.attrs["per_sequence"]
+    matrix.attrs = {"per_sequence": {new: per_sequence[old] for old, new in names.items()}}
+    return matrix
+
+
+def own_vs_random(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Per language: own ΔNLL of its set, of the set's random baseline, and set minus baseline.
+
+    All with paired 95% bootstrap intervals; the difference pairs the two rows directly (the
+    baseline row plays the part of ``"none"`` in ``ln.nll_delta``).
+    """
+    ci = ln.nll_delta(matrix, interval=0.95)
+    per_sequence = matrix.attrs["per_sequence"]
+    rows = []
+    for g in EVAL_LANGUAGES:
+        base = f"random:{g}"
+        pair = matrix.loc[[base, g]].rename(index={base: "none"})
+        pair.attrs = {"per_sequence": {"none": per_sequence[base], g: per_sequence[g]}}
+        excess = ln.nll_delta(pair, interval=0.95).loc[(g, g)]
+        row = {"language": g}
+        for name, (value, low, high) in {
+                "own": ci.loc[(g, g), ["delta", "low", "high"]],
+                "random": ci.loc[(base, g), ["delta", "low", "high"]],
+                "excess": excess[["delta", "low", "high"]]}.items():
+            row.update({name: value, f"{name}_low": low, f"{name}_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def perplexity_part(stats: ln.ActivationStats, sets: dict[str, ln.NeuronSets],
-                    n_lines: int) -> dict[str, pd.DataFrame]:
-    """Perplexity matrices of each method's sets on a few languages; saves CSVs."""
+                    n_lines: int, batch_size: int) -> dict[str, pd.DataFrame]:
+    """The perplexity matrix of every method's sets and their random baselines; saves CSVs."""
     model = ln.models.load(NAME, progress=False)
+    for m in METHODS:
+        sets[m].check_model(model)
     corpus = eval_corpus(model, stats, n_lines)
     print(f"evaluation corpus: {corpus}")
-    deltas, cis, spec = {}, [], {}
+    combined = ln.NeuronSets({f"{m}:{g}": sets[m][g] for m in METHODS for g in EVAL_LANGUAGES})
+    start = time.perf_counter()
+    full = ln.perplexity_matrix(model, corpus, combined, batch_size=batch_size)
+    print(f"perplexity matrix ({len(full)} rows) in {time.perf_counter() - start:.0f} s")
+    deltas, cis, own = {}, [], []
     for m in METHODS:
-        subset = ln.NeuronSets({g: sets[m][g] for g in EVAL_LANGUAGES}, sets[m].meta)
-        start = time.perf_counter()
-        matrix = ln.perplexity_matrix(model, corpus, subset, random_baseline=False)
-        print(f"{m}: perplexity matrix in {time.perf_counter() - start:.0f} s")
+        matrix = method_matrix(full, m)
         matrix.to_csv(DATA / f"nll_matrix_{m}.csv")
         deltas[m] = ln.nll_delta(matrix)
         deltas[m].to_csv(DATA / f"nll_delta_{m}.csv")
-        ci = ln.nll_delta(matrix, interval=0.95).reset_index()
-        cis.append(ci.assign(method=m))
-        spec[m] = ln.specificity(deltas[m])
+        cis.append(ln.nll_delta(matrix, interval=0.95).reset_index().assign(method=m))
+        own.append(own_vs_random(matrix).assign(method=m))
     pd.concat(cis).to_csv(DATA / "nll_delta_ci.csv", index=False)
-    specificity = pd.DataFrame(spec)
-    specificity.index.name = "language"
-    specificity.to_csv(DATA / "specificity.csv")
+    pd.concat(own).set_index(["method", "language"]).round(4).to_csv(DATA / "own_vs_random.csv")
     return deltas
+
+
+def specificity(deltas: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Own ÷ mean of others for each method's sets.
+
+    Not for the random baselines: their changes are mostly noise around zero, so their ratios
+    mean nothing; ``own_vs_random.csv`` gives their own change instead.
+    """
+    table = pd.DataFrame({m: ln.specificity(delta.loc[["none", *EVAL_LANGUAGES]])
+                          for m, delta in deltas.items()})
+    table.index.name = "language"
+    return table
 
 
 def main() -> None:
     """Compute and save everything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-lines", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--skip-perplexity", action="store_true")
     args = parser.parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
@@ -236,19 +334,22 @@ def main() -> None:
     counts = layer_counts(sets)
     counts.to_csv(DATA / "layer_counts.csv", index=False)
     plot_iou(tables).savefig(IMG / "method_comparison_iou.png", dpi=80, bbox_inches="tight")
+    plot_iou_full(tables["iou_full"]).savefig(IMG / "method_comparison_iou_full.png", dpi=80,
+                                              bbox_inches="tight")
     plot_layers(counts).savefig(IMG / "method_comparison_layers.png", dpi=80,
                                 bbox_inches="tight")
-    if args.skip_perplexity:      # redraw the figure from the saved matrices, if any
+    if args.skip_perplexity:      # reuse the saved matrices, if any
         saved = {m: DATA / f"nll_delta_{m}.csv" for m in METHODS}
-        if all(f.exists() for f in saved.values()):
-            deltas = {m: pd.read_csv(f, index_col=0) for m, f in saved.items()}
-            plot_deltas(deltas).savefig(IMG / "method_comparison_nll.png", dpi=80,
-                                        bbox_inches="tight")
+        if not all(f.exists() for f in saved.values()):
+            return
+        deltas = {m: pd.read_csv(f, index_col=0) for m, f in saved.items()}
     else:
-        deltas = perplexity_part(stats, sets, args.n_lines)
-        plot_deltas(deltas).savefig(IMG / "method_comparison_nll.png", dpi=80,
-                                    bbox_inches="tight")
-        print(pd.read_csv(DATA / "specificity.csv", index_col=0).round(2))
+        deltas = perplexity_part(stats, sets, args.n_lines, args.batch_size)
+        print(pd.read_csv(DATA / "own_vs_random.csv", index_col=[0, 1]).round(2).to_string())
+    plot_deltas(deltas).savefig(IMG / "method_comparison_nll.png", dpi=80, bbox_inches="tight")
+    ratios = specificity(deltas)
+    ratios.to_csv(DATA / "specificity.csv")
+    print(ratios.round(2))
 
 
 if __name__ == "__main__":

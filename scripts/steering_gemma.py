@@ -91,7 +91,8 @@ start = time.monotonic()
 model = ln.models.load(NAME, dtype=torch.float32, progress=False)
 stats = real_stats.load(NAME, model=model)
 sets = ln.lape(stats)
-gen = dict(max_new_tokens=args.max_new_tokens, languages=LANGUAGES)
+#: The forcing test judges the answer only: cut before the model asks itself the next question.
+gen = dict(max_new_tokens=args.max_new_tokens, languages=LANGUAGES, stop=["\nQ:", "\nA:", "\nR:"])
 english = prompts("en")
 examples = []
 

@@ -57,6 +57,8 @@ CASES = [
     Case("steering-max-new-tokens-zero", "forcing_rate(..., max_new_tokens=0)",
          lambda c: ln.forcing_rate(c.model, PROMPTS, [], "fr", max_new_tokens=0),
          ParameterError, "max_new_tokens"),
+    Case("steering-stop-string", "forcing_rate(..., stop='\\nQ:')",
+         lambda c: forcing(c, stop="\nQ:"), ParameterError, "list of non-empty strings"),
     Case("steering-samples-greedy", "forcing_rate(..., n_samples=3)",
          lambda c: forcing(c, n_samples=3), ParameterError, "do_sample=True"),
     Case("steering-unknown-target", "forcing_rate(model, prompts, [], 'xx')",

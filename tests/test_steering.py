@@ -47,6 +47,16 @@ def test_batched_generation_equals_one_by_one(organism, sets, stats):
     assert plain != generate(organism, PROMPTS, hooks, max_new_tokens=6)  # the hooks act
 
 
+def test_stop_strings_cut_continuations(organism):
+    full = generate(organism, PROMPTS, [], max_new_tokens=12)
+    stops = [" ", "e"]
+    cut = generate(organism, PROMPTS, [], max_new_tokens=12, stop=stops)
+    for (whole,), (short,) in zip(full, cut, strict=True):
+        ends = [whole.find(s) for s in stops if s in whole]
+        assert short == (whole[:min(ends)] if ends else whole)
+        assert whole.startswith(short)
+
+
 def test_sampling_is_seeded_and_per_sample(organism):
     first = generate(organism, PROMPTS[:2], [], max_new_tokens=8, do_sample=True, n_samples=3,
                      seed=7)

@@ -58,6 +58,7 @@ def generate(
     n_samples: int = 1,
     seed: int = 0,
     batch_size: int = 16,
+    stop: Sequence[str] = (),
     progress: bool = False,
     **generate_kwargs: Any,
 ) -> list[list[str]]:
@@ -72,6 +73,8 @@ def generate(
         n_samples: continuations per prompt (> 1 needs ``do_sample``).
         seed: seeds torch's generator before sampling (the same seed gives the same samples).
         batch_size: sequences per ``generate`` call.
+        stop: cut each continuation before the first of these strings (e.g. a newline and
+            ``Q:`` when the model would go on to ask itself the next question).
         progress: show a progress bar.
         **generate_kwargs: passed to ``model.generate`` (``temperature``, ``top_p``,
             ``repetition_penalty`` ...).
@@ -91,6 +94,8 @@ def generate(
             "continuations; pass do_sample=True or n_samples=1."
         )
     hooks = hook_list(fwd_hooks, model)
+    if isinstance(stop, str) or any(not isinstance(s, str) or not s for s in stop):
+        raise ParameterError(f"stop must be a list of non-empty strings, got {stop!r}.")
     view = ModelView(model)
     rows, lengths = tokenize(model, prompts, view.d_vocab, view.n_ctx)
     if max(lengths) + max_new_tokens > view.n_ctx:
@@ -119,11 +124,16 @@ def generate(
                         use_past_kv_cache=True, verbose=False, stop_at_eos=eos is not None,
                         **generate_kwargs)[:, length:]
                     for (i, s), ids in zip(chunk, new, strict=True):
-                        out[i][s] = _decode(view.tokenizer, ids, eos)
+                        out[i][s] = _cut(_decode(view.tokenizer, ids, eos), stop)
                     bar.update(len(chunk))
     finally:
         bar.close()
     return out
+
+
+def _cut(text: str, stop: Sequence[str]) -> str:
+    ends = [text.find(s) for s in stop if s in text]
+    return text[:min(ends)] if ends else text
 
 
 def _decode(tokenizer: Any, ids: torch.Tensor, eos: int | None) -> str:

@@ -153,6 +153,7 @@ def fallback(
     max_new_tokens: int = 32,
     batch_size: int = 16,
     languages: Sequence[str] | None = None,
+    stop: Sequence[str] = (),
     progress: bool = True,
     **generate_kwargs: Any,
 ) -> FallbackResult:
@@ -166,6 +167,7 @@ def fallback(
         max_new_tokens: tokens per continuation.
         batch_size: sequences per generation call.
         languages: restrict the identifier to these languages.
+        stop: cut continuations before the first of these strings.
         progress: show a progress bar over the steps.
         **generate_kwargs: passed to ``model.generate``.
 
@@ -187,7 +189,7 @@ def fallback(
     for label, neurons in tqdm(plan, desc="fallback", disable=not progress):
         hooks = [] if neurons is None else deactivate(neurons, model=model)
         continuations = generate(model, prompts, hooks, max_new_tokens=max_new_tokens,
-                                 batch_size=batch_size, **generate_kwargs)
+                                 batch_size=batch_size, stop=stop, **generate_kwargs)
         texts[label] = [text for per_prompt in continuations for text in per_prompt]
         found = langid.identify(texts[label], languages=languages)
         counts[label] = pd.Series(found, dtype=str).value_counts(normalize=True)

@@ -100,6 +100,7 @@ def forcing_rate(
     seed: int = 0,
     batch_size: int = 16,
     languages: Sequence[str] | None = None,
+    stop: Sequence[str] = (),
     progress: bool = False,
     **generate_kwargs: Any,
 ) -> ForcingResult:
@@ -118,6 +119,8 @@ def forcing_rate(
         batch_size: sequences per ``generate`` call.
         languages: restrict the identifier to these languages (e.g. the ones studied), which
             makes short texts less ambiguous; ``None``: every language it knows.
+        stop: cut continuations before the first of these strings; the language-forcing test
+            cuts at the next question (``["\nQ:", "\nA:"]``).
         progress: show a progress bar.
         **generate_kwargs: passed to ``model.generate`` (e.g. ``repetition_penalty=1.1``).
 
@@ -137,7 +140,8 @@ def forcing_rate(
     started = time.perf_counter()
     continuations = generate(model, prompts, fwd_hooks, max_new_tokens=max_new_tokens,
                              do_sample=do_sample, n_samples=n_samples, seed=seed,
-                             batch_size=batch_size, progress=progress, **generate_kwargs)
+                             batch_size=batch_size, stop=stop, progress=progress,
+                             **generate_kwargs)
     generated = time.perf_counter()
     flat = [text for per_prompt in continuations for text in per_prompt]
     found = langid.identify(flat, languages=languages)
