@@ -2,9 +2,9 @@ r"""Steer Gemma 3 270M into other languages and measure it (run once; writes doc
 
     LENSNEURONS_CACHE=/tmp/lncache .venv/bin/python scripts/steering_gemma.py
 
-Sets: LAPE on the shipped statistics (top 1%). Prompts: twelve everyday questions in the
-``"Q: ...\nA:"`` form of the language-forcing test, in English (forcing, sweeps) and in French
-(fallback; ``--fallback fr de`` adds German). Writes:
+Sets: LAPE on the shipped statistics (top 1%). Prompts: the package's twelve everyday questions
+(``ln.steering.forcing_prompts``) in English (forcing, sweeps) and in French (fallback;
+``--fallback fr de`` adds German), answers cut at ``ln.steering.STOP``. Writes:
 
 * ``sweep_additive.csv``: per target language and alpha, forcing rate (Wilson 95%), LSS (base
   English, the shipped facts), mean shift and held-out NLL of English and the target;
@@ -34,32 +34,15 @@ import lensneurons as ln  # noqa: E402
 from lensneurons import real_stats  # noqa: E402
 from lensneurons.detect._common import entropy  # noqa: E402
 from lensneurons.steering import (  # noqa: E402
+    STOP,
     amplify_to,
+    forcing_prompts,
     layer_steps,
     quantile_steps,
     shift_items,
 )
 
 NAME = "gemma-3-270m"
-QUESTIONS = {
-    "en": ["How are you today?", "What is your favourite food?", "Where do you live?",
-           "What did you do yesterday?", "What is the weather like today?",
-           "Can you describe your family?", "What do you like to do at the weekend?",
-           "What is your job?", "Which book are you reading?", "How do you get to work?",
-           "What time do you wake up?", "Which season do you like best?"],
-    "fr": ["Comment allez-vous aujourd'hui ?", "Quel est votre plat préféré ?",
-           "Où habitez-vous ?", "Qu'avez-vous fait hier ?", "Quel temps fait-il aujourd'hui ?",
-           "Pouvez-vous décrire votre famille ?", "Qu'aimez-vous faire le week-end ?",
-           "Quel est votre métier ?", "Quel livre lisez-vous ?",
-           "Comment allez-vous au travail ?", "À quelle heure vous réveillez-vous ?",
-           "Quelle saison préférez-vous ?"],
-    "de": ["Wie geht es Ihnen heute?", "Was ist Ihr Lieblingsessen?", "Wo wohnen Sie?",
-           "Was haben Sie gestern gemacht?", "Wie ist das Wetter heute?",
-           "Können Sie Ihre Familie beschreiben?", "Was machen Sie gern am Wochenende?",
-           "Was ist Ihr Beruf?", "Welches Buch lesen Sie gerade?",
-           "Wie kommen Sie zur Arbeit?", "Wann stehen Sie auf?",
-           "Welche Jahreszeit mögen Sie am liebsten?"],
-}
 #: The identifier judges among the languages of the shipped statistics: short continuations are
 #: then not taken for a close relative the model never saw (Galician for Spanish, ...).
 LANGUAGES = list(real_stats.LANGUAGES)
@@ -73,6 +56,10 @@ parser.add_argument("--targets", nargs="+", default=["de", "fr", "es", "ru", "zh
 parser.add_argument("--alphas", nargs="+", type=float, default=[1.0, 2.0, 4.0, 8.0])
 parser.add_argument("--fallback", nargs="+", default=["fr"], help="languages switched off")
 parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+parser.add_argument("--reuse", action="store_true",
+                    help="read sweep_additive.csv and forcing.csv from --out instead of measuring "
+                         "again; regenerate only the three example continuations per condition "
+                         "(greedy and batch-independent, so the same as in the full run)")
 args = parser.parse_args()
 if args.threads:
     torch.set_num_threads(args.threads)
@@ -81,19 +68,13 @@ out, img = Path(args.out), Path(args.img)
 out.mkdir(parents=True, exist_ok=True)
 
 
-def prompts(lang: str) -> list[str]:
-    """The twelve questions of ``lang`` in the question-and-answer prompt form."""
-    answer = {"en": "A", "fr": "R", "de": "A"}[lang]
-    return [f"Q: {q}\n{answer}:" for q in QUESTIONS[lang]]
-
-
 start = time.monotonic()
 model = ln.models.load(NAME, dtype=torch.float32, progress=False)
 stats = real_stats.load(NAME, model=model)
 sets = ln.lape(stats)
 #: The forcing test judges the answer only: cut before the model asks itself the next question.
-gen = dict(max_new_tokens=args.max_new_tokens, languages=LANGUAGES, stop=["\nQ:", "\nA:", "\nR:"])
-english = prompts("en")
+gen = dict(max_new_tokens=args.max_new_tokens, languages=LANGUAGES, stop=STOP)
+english = forcing_prompts("en")
 examples = []
 
 
@@ -104,13 +85,25 @@ def keep_examples(condition: str, target: str, texts: list[str]) -> None:
                          "generation": text})
 
 
+def examples_of(condition: str, target: str, hooks: list) -> None:
+    """Generate the first three continuations of a condition again (for ``--reuse``)."""
+    forced = ln.forcing_rate(model, english[:3], hooks, target, **gen)
+    keep_examples(condition, target, forced.generations)
+
+
+def additive(target: str, alpha: float) -> list:
+    """Gurgurov et al.'s additive arithmetic into ``target``."""
+    return ln.steer(sets, stats, None, target, alpha=alpha)
+
+
 # --- sweeps of additive steering, one per target ---------------------------------------------
+reuse = args.reuse and (out / "sweep_additive.csv").exists() and (out / "forcing.csv").exists()
 sweeps = []
-for target in TARGETS:
+for target in TARGETS if not reuse else []:
     corpus = real_stats.heldout(stats, ["en", target], n_lines=args.nll_lines)
-    result = ln.sweep(model, lambda a, t=target: ln.steer(sets, stats, None, t, alpha=a),
-                      ALPHAS, prompts=english, target=target, lss_items=shift_items("en", target),
-                      nll_corpus=corpus, progress=False, **gen)
+    result = ln.sweep(model, lambda a, t=target: additive(t, a), ALPHAS, prompts=english,
+                      target=target, lss_items=shift_items("en", target), nll_corpus=corpus,
+                      progress=False, **gen)
     table = result.table.rename(columns={f"nll:{target}": "nll:target"}).reset_index()
     base = {k.replace(f"nll:{target}", "nll:target"): v for k, v in result.baseline.items()}
     table = pd.concat([pd.DataFrame([{"value": 0.0, **base}]), table], ignore_index=True)
@@ -121,8 +114,13 @@ for target in TARGETS:
     keep_examples(f"additive alpha={result.best()}", target, result.generations[result.best()])
     print(f"[{time.monotonic() - start:6.0f}s] sweep {target}: best alpha {result.best()}, "
           f"rates {result.table['forcing_rate'].round(2).tolist()}", flush=True)
-sweep_table = pd.concat(sweeps, ignore_index=True)
-sweep_table.to_csv(out / "sweep_additive.csv", index=False, float_format="%.4f")
+if reuse:
+    sweep_table = pd.read_csv(out / "sweep_additive.csv")
+    for target, alpha in sweep_table[sweep_table["best_by_lss"]][["target", "value"]].values:
+        examples_of(f"additive alpha={alpha}", target, additive(target, alpha))
+else:
+    sweep_table = pd.concat(sweeps, ignore_index=True)
+    sweep_table.to_csv(out / "sweep_additive.csv", index=False, float_format="%.4f")
 
 # --- forcing rate per method ---------------------------------------------------------------------
 texts = {t: real_stats.texts()[0][t][:100] for t in TARGETS}  # training lines (never held out)
@@ -130,7 +128,7 @@ seq_stats = ln.collect(model, ln.Corpus.from_texts(texts), sequence_stats=True, 
 best = sweep_table[sweep_table["best_by_lss"]].set_index("target")["value"]
 methods = {
     "none": lambda t: [],
-    "additive (alpha by LSS)": lambda t: ln.steer(sets, stats, None, t, alpha=float(best[t])),
+    "additive (alpha by LSS)": lambda t: additive(t, float(best[t])),
     "replacement": lambda t: ln.steer(sets, stats, None, t, method="replacement"),
     "diffmean": lambda t: ln.steer(sets, stats, None, t, method="diffmean",
                                    alpha=float(best[t])),
@@ -138,7 +136,7 @@ methods = {
     "amplify p_max": lambda t: amplify_to(sets, seq_stats, t, "p_max", model=model),
 }
 rows = []
-for method, make in methods.items():
+for method, make in methods.items() if not reuse else []:
     for target in TARGETS:
         forced = ln.forcing_rate(model, english, make(target), target, **gen)
         rows.append({"method": method, "target": target, "rate": forced.rate,
@@ -148,17 +146,23 @@ for method, make in methods.items():
         keep_examples(method, target, forced.generations)
     print(f"[{time.monotonic() - start:6.0f}s] {method}: "
           f"{[round(r['rate'], 2) for r in rows[-len(TARGETS):]]}", flush=True)
-forcing = pd.DataFrame(rows)
-forcing.to_csv(out / "forcing.csv", index=False, float_format="%.4f")
+if reuse:
+    forcing = pd.read_csv(out / "forcing.csv")
+    for method, make in methods.items():
+        for target in TARGETS:
+            examples_of(method, target, make(target))
+else:
+    forcing = pd.DataFrame(rows)
+    forcing.to_csv(out / "forcing.csv", index=False, float_format="%.4f")
 
 # --- fallback -----------------------------------------------------------------------------------
-scores = -entropy(rearrange(stats.probs, "group layer unit -> layer unit group"))
+scores = -entropy(rearrange(stats.probs(), "group layer unit -> layer unit group"))
 frames = []
 for lang in args.fallback:
     plans = {"layers": layer_steps(sets[lang], n_groups=4),
              "entropy quantiles": quantile_steps(sets[lang], scores)}
     for by, steps in plans.items():
-        result = ln.fallback(model, prompts(lang), steps, progress=False, **gen)
+        result = ln.fallback(model, forcing_prompts(lang), steps, progress=False, **gen)
         shares = result.shares.assign(n_units=result.n_units).reset_index(names="step")
         shares.insert(0, "by", by)
         shares.insert(0, "language", lang)

@@ -1,6 +1,7 @@
 """Steering and what it does to what a model says.
 
-* :func:`forcing_rate`: the share of continuations in a target language, with a Wilson interval;
+* :func:`forcing_rate`: the share of continuations in a target language, with a Wilson interval,
+  on any prompts or the package's questions (:func:`forcing_prompts`, cut at :data:`STOP`);
 * :func:`steering_shift`: the language steering shift (LSS) over premise/answer items, with the
   shipped facts (:func:`shift_items`);
 * :func:`sweep`: forcing rate, LSS and held-out NLL over intervention strengths;
@@ -24,6 +25,7 @@ from lensneurons.steering.fallback import (
     quantile_steps,
 )
 from lensneurons.steering.forcing import ForcingResult, forcing_rate, wilson_interval
+from lensneurons.steering.prompts import STOP, forcing_prompts
 from lensneurons.steering.shift import (
     ShiftItem,
     ShiftResult,
@@ -35,6 +37,7 @@ from lensneurons.steering.shift import (
 from lensneurons.steering.sweep import SweepResult, sweep
 
 __all__ = [
+    "STOP",
     "FallbackResult",
     "ForcingResult",
     "ShiftItem",
@@ -44,6 +47,7 @@ __all__ = [
     "amplify_to",
     "answer_differences",
     "fallback",
+    "forcing_prompts",
     "forcing_rate",
     "generate",
     "language_steps",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 import lensneurons as ln
-from lensneurons.steering import shift_items
+from lensneurons import real_stats
+from lensneurons.steering import STOP, forcing_prompts, shift_items
 
 pytestmark = pytest.mark.real
 
-PROMPTS = ["Q: How are you today?\nA:", "Q: What is your favourite food?\nA:",
-           "Q: Where do you live?\nA:", "Q: What is the weather like today?\nA:",
-           "Q: What is your job?\nA:", "Q: How do you get to work?\nA:"]
+SHIPPED = Path(__file__).parents[2] / "docs" / "data" / "steering" / "sweep_additive.csv"
+#: The protocol of scripts/steering_gemma.py (greedy, so the rates must repeat exactly).
+PROTOCOL = dict(max_new_tokens=32, languages=list(real_stats.LANGUAGES), stop=STOP)
 
 
 @pytest.fixture(scope="module")
@@ -19,18 +23,20 @@ def sets(gemma_stats):
     return ln.lape(gemma_stats)
 
 
-def test_additive_steering_forces_french(gemma, gemma_stats, sets):
-    """Without hooks Gemma answers in English; adding French units' mean answers in French."""
-    plain = ln.forcing_rate(gemma, PROMPTS, [], "fr", max_new_tokens=16)
-    steered = ln.forcing_rate(gemma, PROMPTS, ln.steer(sets, gemma_stats, None, "fr", alpha=2.0),
-                              "fr", max_new_tokens=16)
+def test_additive_steering_forces_french_and_repeats_the_shipped_rate(gemma, gemma_stats, sets):
+    """Without hooks Gemma answers in English; with French units boosted, mostly in French."""
+    prompts = forcing_prompts("en")
+    plain = ln.forcing_rate(gemma, prompts, [], "fr", **PROTOCOL)
+    steered = ln.forcing_rate(gemma, prompts, ln.steer(sets, gemma_stats, None, "fr", alpha=2.0),
+                              "fr", **PROTOCOL)
     assert plain.rate == 0.0 and plain.distribution().idxmax() == "en"
-    assert steered.rate >= 0.8, steered.table()
-    assert steered.low > plain.high  # the intervals do not overlap
+    assert steered.low > plain.high  # the 95% intervals do not overlap
+    shipped = pd.read_csv(SHIPPED).set_index(["target", "value"])
+    assert steered.rate == pytest.approx(shipped.loc[("fr", 2.0), "forcing_rate"], abs=1e-4)
 
 
-def test_lss_rises_for_the_steered_language_only(gemma, gemma_stats, sets):
-    """Steering to French raises French answers over English ones; German answers gain less."""
+def test_lss_moves_answers_toward_the_steered_language(gemma, gemma_stats, sets):
+    """French hooks raise French answers over English ones far more than German answers."""
     hooks = ln.steer(sets, gemma_stats, None, "fr", alpha=2.0)
     french = ln.steering_shift(gemma, shift_items("en", "fr"), hooks)
     german = ln.steering_shift(gemma, shift_items("en", "de"), hooks)
