@@ -32,7 +32,7 @@ letter at all (the identifier would answer something, but nothing worth counting
 prunes such languages: the text is clearly in another language, say Russian within
 ``["es", "pt"]``).
 
-Example:
+Examples:
     >>> from lensneurons import langid
     >>> langid.identify(["Le chat dort sur le canapé.", "Der Hund schläft im Garten.", "ok", ""])
     ['fr', 'de', 'unknown', 'unknown']
@@ -93,7 +93,7 @@ def normalize(code: str) -> str:
     Raises:
         ParameterError: ``code`` is not a string.
 
-    Example:
+    Examples:
         >>> [normalize(c) for c in ["EN", "zh-Hans", "pt_BR", "__label__fr", "fra", "cmn"]]
         ['en', 'zh', 'pt', 'fr', 'fr', 'zh']
     """
@@ -110,7 +110,7 @@ def supported() -> frozenset[str]:
 
     Read from the labels of the shipped model file, so they are exactly what it can answer.
 
-    Example:
+    Examples:
         >>> {"en", "zh", "uk", "yue"} <= supported(), len(supported())
         (True, 176)
     """
@@ -131,7 +131,7 @@ def check_language(code: str) -> str:
         UnknownLanguageError: the identifier does not know the language.
         ParameterError: ``code`` is not a string.
 
-    Example:
+    Examples:
         >>> check_language("zh-TW")
         'zh'
     """
@@ -230,7 +230,7 @@ def identify(texts: Sequence[str], *, min_chars: int = 3,
         InvalidTextError: a text is not a string.
         UnknownLanguageError: ``languages`` holds a code the identifier does not know.
 
-    Example:
+    Examples:
         >>> identify(["Добрий день, як справи?", "1234", "日本語を話します。"])
         ['uk', 'unknown', 'ja']
     """
@@ -263,7 +263,7 @@ def probability(texts: Sequence[str], language: str, *, languages: Sequence[str]
         InvalidTextError: a text is not a string.
         UnknownLanguageError: ``language`` or a code of ``languages`` is not known.
 
-    Example:
+    Examples:
         >>> probability(["The weather is nice today.", "ok"], "en").round(1).tolist()
         [1.0, 0.0]
     """
