@@ -49,8 +49,10 @@ class Scorer:
                     f"top_fraction={fractions[s]!r} activates no unit of site {s!r} "
                     f"({self.widths[s]} units per layer); use at least {1 / self.widths[s]:.3g}.")
         n_layers = view.n_layers
-        self.counts = {s: torch.zeros(n_groups, n_layers, self.widths[s], dtype=torch.int64)
-                       for s in sites}
+        # per (site, layer): [group, unit] counts on the layer's device, copied out once (counts)
+        self._counts = {(s, layer): torch.zeros(n_groups, self.widths[s], dtype=torch.int64,
+                                                device=view.layer_device(layer))
+                        for s in sites for layer in range(n_layers)}
         self.n_docs = torch.zeros(n_groups, dtype=torch.int64)
         self.points = self._points()
         self.pending: dict[tuple[str, int], torch.Tensor] = {}
@@ -108,6 +110,12 @@ class Scorer:
                                 self._capture(layer, key)))
         return out
 
+    @property
+    def counts(self) -> dict[str, torch.Tensor]:
+        """Per site, ``[group, layer, unit]`` counts of the committed documents (on the CPU)."""
+        return {s: torch.stack([self._counts[s, layer].cpu()
+                                for layer in range(self.view.n_layers)], 1) for s in self.sites}
+
     # --- the work around each pass (lensneurons._passes.Work) -----------------------------------
     def start(self, piece: Batch) -> None:
         """Before a pass: forget the last pass's partial results."""
@@ -118,8 +126,8 @@ class Scorer:
         """After a whole pass: keep each document's top units (and raw scores) uncommitted."""
         flags = {}
         for (site, layer), score in self.pending.items():
-            order = torch.sort(score.cpu(), dim=1, descending=True, stable=True).indices
-            top = torch.zeros_like(score, dtype=torch.int64, device="cpu")
+            order = torch.sort(score, dim=1, descending=True, stable=True).indices
+            top = torch.zeros_like(score, dtype=torch.int64)
             top.scatter_(1, order[:, :self.top[site]], 1)
             flags[site, layer] = top
         raw = {site: torch.stack([self.pending[site, layer].cpu()
@@ -137,7 +145,8 @@ class Scorer:
         """The batch has passed: add its documents' top units to their groups' counts."""
         for rows, flags, raw in self.finished:
             for (site, layer), top in flags.items():
-                self.counts[site][:, layer].index_add_(0, rows, top)
+                counts = self._counts[site, layer]
+                counts.index_add_(0, rows.to(counts.device), top.to(counts.device))
             self.n_docs.index_add_(0, rows, torch.ones_like(rows))
             if self.keep:
                 for site, site_scores in raw.items():

@@ -262,8 +262,9 @@ def attribution(
             passes.advance()
     meta = {"target": target, "clamp_negative": clamp_negative, "gated": view.gated,
             "fingerprint": view.fingerprint(), "method": "attribution"}
-    return AttributionScores({k: v / len(encoded) for k, v in work.totals.items()},
-                             n_items=len(encoded), meta=meta)
+    totals = {site: torch.stack([layer.cpu() for layer in per_layer]) / len(encoded)
+              for site, per_layer in work.totals.items()}  # to the CPU once, at the end
+    return AttributionScores(totals, n_items=len(encoded), meta=meta)
 
 
 @dataclass(frozen=True)
@@ -295,10 +296,11 @@ class _Work:
 
     def __init__(self, view: ModelView, sites: list[Site], target: str, clamp: bool) -> None:
         self.view, self.sites, self.target, self.clamp = view, sites, target, clamp
-        # Made by the first commit, inside the loop's grad mode (never inference tensors).
-        self.totals: dict[str, torch.Tensor] = {}
-        self.current: dict[str, torch.Tensor] | None = None
-        self.finished: list[dict[str, torch.Tensor]] = []
+        # Per site, one running total per layer on that layer's device; made by the first
+        # commit, inside the loop's grad mode (never inference tensors).
+        self.totals: dict[str, list[torch.Tensor]] = {}
+        self.current: dict[str, list[torch.Tensor]] | None = None
+        self.finished: list[dict[str, list[torch.Tensor]]] = []
 
     def run(self, piece: _Items) -> None:
         self.current = _scores(self.view, self.sites, piece, self.target, self.clamp)
@@ -315,8 +317,10 @@ class _Work:
 
     def commit(self) -> None:
         for sums in self.finished:
-            for site, value in sums.items():
-                self.totals[site] = self.totals[site] + value if site in self.totals else value
+            for site, per_layer in sums.items():
+                old = self.totals.get(site)
+                self.totals[site] = per_layer if old is None else [
+                    total + value for total, value in zip(old, per_layer, strict=True)]
         self.finished.clear()
 
     def rollback(self) -> None:
@@ -324,8 +328,11 @@ class _Work:
 
 
 def _scores(view: ModelView, sites: list[Site], items: _Items, target: str,
-            clamp: bool) -> dict[str, torch.Tensor]:
-    """One forward and one backward pass over ``items``: per site, their summed item scores."""
+            clamp: bool) -> dict[str, list[torch.Tensor]]:
+    """One forward and one backward pass over ``items``: per site and layer, summed item scores.
+
+    Each layer's sum stays on that layer's device (no host copy per batch).
+    """
     device = view.input_device
     tokens, lengths = items.tokens.to(device), items.lengths.to(device)
     answers = items.answers.to(device)
@@ -372,7 +379,8 @@ def _scores(view: ModelView, sites: list[Site], items: _Items, target: str,
     grads = torch.autograd.grad(objective.sum(), [deltas[k] for k in keys], allow_unused=True)
     weight = prob.detach().to(torch.float64) if target == "prob" else torch.ones_like(
         prob, dtype=torch.float64)
-    sums = {s.name: torch.zeros(view.n_layers, s.width, dtype=torch.float64) for s in sites}
+    sums = {s.name: [torch.zeros(s.width, dtype=torch.float64, device=view.layer_device(layer))
+                     for layer in range(view.n_layers)] for s in sites}
     for key, grad in zip(keys, grads):
         site = next(s for s in sites if s.name == key[0])
         name = site.read_hook(key[1])
@@ -384,5 +392,5 @@ def _scores(view: ModelView, sites: list[Site], items: _Items, target: str,
         item = best * weight.to(best.device)[:, None]
         if clamp:
             item = item.clamp(min=0)
-        sums[key[0]][key[1]] += item.sum(0).cpu()
+        sums[key[0]][key[1]] += item.sum(0).to(sums[key[0]][key[1]].device)
     return sums

@@ -167,10 +167,10 @@ def answer_differences(model: Any, items: Sequence[ShiftItem],
             tokens = torch.zeros(len(chunk), width, dtype=torch.long)
             for row, seq in enumerate(chunk):
                 tokens[row, :len(seq)] = seq  # right padding: never read before the answer ends
-            logits = model(tokens.to(view.input_device)).float()
+            logits = model(tokens.to(view.input_device))
             for row, seq in enumerate(chunk):
-                begin, end = spans[start + row]
-                lp = torch.log_softmax(logits[row, begin - 1:end - 1], dim=-1)
+                begin, end = spans[start + row]  # only the answer's rows in fp32
+                lp = torch.log_softmax(logits[row, begin - 1:end - 1].float(), dim=-1)
                 logprobs[start + row] = lp.gather(-1, seq[begin:end, None].to(lp.device)).sum()
     pairs = rearrange(logprobs, "(item answer) -> item answer", answer=2)
     return pairs[:, 0] - pairs[:, 1]
