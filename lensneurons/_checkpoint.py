@@ -37,6 +37,7 @@ from lensneurons.errors import (
     ResultNotFoundError,
 )
 from lensneurons.model import ModelView
+from lensneurons.sites import Site
 
 #: Version of what a checkpoint holds (on top of the ``_io`` format version).
 CHECKPOINT_FORMAT = 1
@@ -161,9 +162,15 @@ def digest(tokenized: TokenizedCorpus) -> str:
     return h.hexdigest()
 
 
-def identity(view: ModelView, tokenized: TokenizedCorpus, **settings: Any) -> dict[str, Any]:
-    """What a checkpoint must agree on to be resumed (JSON-able; settings by name)."""
-    return {"checkpoint_format": CHECKPOINT_FORMAT, "fingerprint": view.fingerprint(),
+def identity(view: ModelView, where: Site, tokenized: TokenizedCorpus,
+             **settings: Any) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed (JSON-able; settings by name).
+
+    The fingerprint is the model's and the site's (``where``: an SAE site's weights), so a
+    resume with other SAE weights under the same site name is refused like one on another model.
+    """
+    return {"checkpoint_format": CHECKPOINT_FORMAT,
+            "fingerprint": {**view.fingerprint(), **where.identity()},
             "dtype": str(view.model.W_E.dtype).removeprefix("torch."),
             "corpus_digest": digest(tokenized), **settings}
 
@@ -175,7 +182,9 @@ def differences(saved: dict[str, Any], mine: dict[str, Any]) -> list[str]:
         out.append(f"checkpoint format {saved.get('checkpoint_format')!r}, this lensneurons "
                    f"writes {mine['checkpoint_format']}")
     theirs, ours = saved.get("fingerprint") or {}, mine["fingerprint"]
-    sizes = [k for k in ours if k != "embedding_slice" and theirs.get(k) != ours[k]]
+    # A checkpoint written before SAE digests were recorded has none to compare.
+    sizes = [k for k in ours if k != "embedding_slice" and theirs.get(k) != ours[k]
+             and not (k == "sae" and "sae" not in theirs)]
     if sizes:
         out.append("the model: " + ", ".join(f"{k} {theirs.get(k)!r} vs {ours[k]!r}"
                                               for k in sizes))

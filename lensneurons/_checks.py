@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import unicodedata
 from typing import Any
 
 import torch
@@ -191,3 +192,17 @@ def hook_list(value: Any, model: Any, what: str = "fwd_hooks") -> list[tuple[Any
                 "model.hook_dict."
             )
     return [tuple(pair) for pair in pairs]
+
+
+def group_label(name: str) -> str:
+    r"""A group name as lensneurons keys it: Unicode NFC, without surrounding whitespace.
+
+    Names that print alike name one group: ``"français"`` typed (NFC) or read from a macOS
+    file name (NFD, ``c`` + a combining cedilla), ``" fr"`` from a shell line. ``name`` must
+    already be a non-blank string.
+
+    Examples:
+        >>> group_label(" franc\u0327ais ") == "fran\xe7ais"
+        True
+    """
+    return unicodedata.normalize("NFC", name).strip()

@@ -191,7 +191,7 @@ class _Run:
                  group: Group | None, corpus: str, settings: dict[str, Any]) -> None:
         self.view, self.tokenized, self.plan, self.group = view, tokenized, plan, group
         self.corpus, self.settings = corpus, settings
-        self.identity = _checkpoint.identity(view, tokenized, **settings)
+        self.identity = _checkpoint.identity(view, where, tokenized, **settings)
         if group is not None:  # ranks must also agree on when they meet to checkpoint
             group.check_same({**self.identity, "checkpoints": [plan.write is not None,
                                                                plan.every]})

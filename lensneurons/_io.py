@@ -9,26 +9,48 @@ result file. Never pickle.
   already holds a result is replaced only with ``overwrite=True``.
 * **Metadata first.** The JSON is encoded before any byte is written, so metadata that JSON cannot
   hold (after converting numpy and torch scalars and paths) fails with nothing on disk.
+* **The layer's own keys are namespaced.** The JSON holds the caller's metadata at the top level
+  and the layer's bookkeeping under one key, ``"lensneurons"`` (kind, version, pairing token,
+  tensor record, environment, digest), next to ``"format_version"``; metadata cannot overwrite
+  them (a metadata key ``"kind"`` is the caller's own, e.g. a ternary set's ``"specific"``).
 * **Loads verify.** The JSON records each tensor's shape and dtype and a random token that is also
-  stored in the safetensors header; a load checks the kind, the format version, the token and every
-  shape, so tensors never pair with another save's labels.
+  stored in the safetensors header, and a sha256 **digest** over the canonical JSON (sorted keys,
+  the digest itself left out) and the bytes of the safetensors file. A load checks the kind, the
+  format version, the token, the digest and every shape, so tensors never pair with another
+  save's labels and a hand-edited file (groups reordered, a flag flipped, values reversed) is
+  refused with :class:`~lensneurons.errors.CorruptResultError`. Results written before the digest
+  (format 1 and 2, such as the shipped real-model statistics) load without one.
+* **The environment is recorded.** Every save records the versions of lensneurons, torch,
+  transformers, transformer-lens and numpy, torch's thread count, the CPU instruction set, the
+  GPU's name when CUDA is available and, where the result knows them, the model's dtype and
+  device. It is data, not identity: a file saved on another machine loads here. It lies inside
+  the digest, so editing it is detected. A load returns it as ``meta["environment"]`` (so
+  ``stats.meta["environment"]``, ``sets.meta["environment"]``); a save records its own, whatever
+  that key holds.
 
 Examples:
     >>> import tempfile, torch
     >>> from lensneurons._io import load_result, save_result
     >>> folder = tempfile.mkdtemp() + "/result"
-    >>> _ = save_result(folder, "stats", {"x": torch.arange(3)}, {"groups": ["en"]})
+    >>> _ = save_result(folder, "stats", {"x": torch.arange(3)}, {"groups": ["en"], "kind": "mine"})
     >>> tensors, meta = load_result(folder, "stats")
-    >>> tensors["x"].tolist(), meta["groups"]
-    ([0, 1, 2], ['en'])
+    >>> tensors["x"].tolist(), meta["groups"], meta["kind"]
+    ([0, 1, 2], ['en'], 'mine')
+    >>> sorted(meta["environment"]["packages"])
+    ['lensneurons', 'numpy', 'torch', 'transformer-lens', 'transformers']
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +66,24 @@ from lensneurons.errors import (
     UnwritablePathError,
 )
 
-#: Version of the on-disk layout; 1 lacked the shape record and the pairing token.
-FORMAT_VERSION = 2
+#: Version of the on-disk layout: 1 lacked the shape record and the pairing token; 2 kept the
+#: bookkeeping at the top level (where metadata could overwrite it) and had no digest; 3 keeps it
+#: under :data:`NAMESPACE`, with the digest and the environment.
+FORMAT_VERSION = 3
 #: The kinds of result this package writes (the file stem of both files).
 KINDS = ("stats", "neurons", "tuned_lens", "checkpoint", "attribution", "plnd", "sweep")
-_BOOKKEEPING = ("kind", "format_version", "lensneurons_version", "tensors", "token")
+#: The JSON key holding the layer's own bookkeeping (format 3).
+NAMESPACE = "lensneurons"
+#: Top-level JSON keys metadata may not use.
+RESERVED = ("format_version", NAMESPACE)
+#: The key under which a load returns the recorded environment (a save records its own).
+ENVIRONMENT = "environment"
+#: Top-level bookkeeping of formats 1 and 2, removed from their metadata on load.
+_LEGACY_BOOKKEEPING = ("kind", "format_version", "lensneurons_version", "tensors", "token")
+#: Packages whose versions the environment records.
+_PACKAGES = ("lensneurons", "torch", "transformers", "transformer-lens", "numpy")
+#: Where a kind's metadata records the dtype of the model it was made with.
+_MODEL_DTYPE_AT = {"stats": ("dtype",), "checkpoint": ("identity", "dtype")}
 
 
 class _NotJSON(TypeError):
@@ -141,6 +176,91 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+@functools.cache
+def _versions() -> dict[str, str | None]:
+    from lensneurons import __version__
+
+    found: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    found["lensneurons"] = __version__
+    return found
+
+
+def environment(model: Any = None) -> dict[str, Any]:
+    """What this process runs on, as a save records it (data, not identity).
+
+    Args:
+        model: the model a result was made with (a torch module), or a mapping that already holds
+            ``model_dtype`` / ``model_device``; their dtype and device are recorded. ``None``:
+            unknown (recorded as ``None``).
+
+    Examples:
+        >>> env = environment()
+        >>> env["packages"]["torch"] == torch.__version__, env["model_dtype"]
+        (True, None)
+    """
+    dtype = device = None
+    if isinstance(model, Mapping):
+        dtype, device = model.get("model_dtype"), model.get("model_device")
+    elif model is not None:
+        try:
+            param = next(model.parameters())
+            dtype, device = param.dtype, param.device
+        except (AttributeError, StopIteration, TypeError):
+            pass
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: None)()
+    gpu = None
+    if torch.cuda.is_available():
+        index = None
+        try:
+            where = torch.device(device) if device is not None else None
+            index = where if where is not None and where.type == "cuda" else None
+        except (RuntimeError, TypeError):
+            pass
+        try:
+            gpu = torch.cuda.get_device_name(index)
+        except (RuntimeError, AssertionError):
+            gpu = None
+    return {
+        "packages": dict(_versions()),
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": capability,
+        "gpu": gpu,
+        "model_dtype": None if dtype is None else str(dtype).removeprefix("torch."),
+        "model_device": None if device is None else str(device),
+    }
+
+
+def _model_dtype_in(kind: str, meta: dict[str, Any]) -> Any:
+    value: Any = meta
+    for key in _MODEL_DTYPE_AT.get(kind, ()):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if kind in _MODEL_DTYPE_AT else None
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    """The JSON document as the digest sees it: sorted keys, no spaces, the digest left out."""
+    own = dict(document.get(NAMESPACE) or {})
+    own.pop("digest", None)
+    return json.dumps({**document, NAMESPACE: own}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def _digest(document: dict[str, Any], tensor_file: Path) -> str:
+    """sha256 over the canonical JSON and the bytes of the safetensors file."""
+    digest = hashlib.sha256(_canonical(document))
+    digest.update(b"\0")
+    with tensor_file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
 def save_result(
     path: str | os.PathLike[str],
     kind: str,
@@ -148,6 +268,7 @@ def save_result(
     meta: dict[str, Any],
     *,
     overwrite: bool = False,
+    model: Any = None,
 ) -> Path:
     """Write ``tensors`` and ``meta`` as the folder ``path``, atomically.
 
@@ -155,32 +276,49 @@ def save_result(
         path: the result's folder (its parent is created if needed).
         kind: one of :data:`KINDS`; the stem of both files.
         tensors: named tensors (moved to the CPU, made contiguous).
-        meta: JSON-able provenance; numpy and torch scalars and paths are converted.
+        meta: JSON-able provenance; numpy and torch scalars and paths are converted. Any key but
+            :data:`RESERVED`; an ``"environment"`` key is replaced by this save's environment.
         overwrite: replace a result already at ``path``.
+        model: the model the result was made with, when the caller has it (or a mapping with
+            ``model_dtype`` / ``model_device``): its dtype and device enter the environment.
 
     Raises:
         ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
         UnwritablePathError: the folder cannot be written.
-        ParameterError: ``meta`` holds something JSON cannot represent (nothing is written).
+        ParameterError: ``meta`` holds something JSON cannot represent, or a reserved key
+            (nothing is written).
     """
     from lensneurons import __version__
 
     if kind not in KINDS:
         raise ParameterError(f"Unknown result kind {kind!r}; kinds: {KINDS}.")
+    taken = [key for key in RESERVED if key in meta]
+    if taken:
+        raise ParameterError(
+            f"Result metadata may not use the keys {taken}: the persistence layer keeps its own "
+            "bookkeeping there. Rename them; nothing was written."
+        )
     folder = check_writable(path, overwrite=overwrite)
     token = uuid.uuid4().hex
     cpu = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     record = {name: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
               for name, t in cpu.items()}
-    text = _encode({"kind": kind, "format_version": FORMAT_VERSION,
-                    "lensneurons_version": __version__, "token": token, "tensors": record,
-                    **meta})
+    user = {k: v for k, v in meta.items() if k != ENVIRONMENT}
+    env = environment(model)
+    if env["model_dtype"] is None and _model_dtype_in(kind, user) is not None:
+        env["model_dtype"] = str(_model_dtype_in(kind, user)).removeprefix("torch.")
+    own = {"kind": kind, "version": __version__, "token": token, "tensors": record,
+           "environment": env}
+    # Encoded (so checked) before a byte is written; the parsed form is what a load will see.
+    document = json.loads(_encode({"format_version": FORMAT_VERSION, NAMESPACE: own, **user}))
     partial = folder.parent / f".{folder.name}.partial-{token}"
     old = folder.parent / f".{folder.name}.old-{token}"
     try:
         partial.mkdir()
-        save_file(cpu, str(partial / f"{kind}.safetensors"),
-                  metadata={"token": token, "kind": kind})
+        tensor_file = partial / f"{kind}.safetensors"
+        save_file(cpu, str(tensor_file), metadata={"token": token, "kind": kind})
+        document[NAMESPACE]["digest"] = _digest(document, tensor_file)
+        text = json.dumps(document, indent=1, ensure_ascii=False)
         (partial / f"{kind}.json").write_text(text, encoding="utf-8")
         for file in partial.iterdir():
             _fsync(file)
@@ -202,12 +340,14 @@ def load_result(
     """Read what :func:`save_result` wrote, checking that its files belong together.
 
     Returns:
-        The tensors and the metadata given to :func:`save_result` (bookkeeping removed).
+        The tensors and the metadata given to :func:`save_result` (bookkeeping removed), with
+        the recorded environment as ``meta["environment"]`` (format 3 and later).
 
     Raises:
         ResultNotFoundError: ``path`` holds no ``kind`` result.
-        CorruptResultError: a file is truncated or edited, or the two files come from
-            different saves, or the format is newer than this lensneurons.
+        CorruptResultError: a file is truncated or edited (its digest no longer matches), or
+            the two files come from different saves, or the format is newer than this
+            lensneurons.
     """
     folder = Path(path)
     tensor_file, meta_file = folder / f"{kind}.safetensors", folder / f"{kind}.json"
@@ -223,18 +363,24 @@ def load_result(
             f"{meta_file.name}).{hint}"
         )
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        document = json.loads(meta_file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise CorruptResultError(
             f"{meta_file} is not valid JSON ({err}); the result is damaged: save it again."
         ) from None
-    if not isinstance(meta, dict) or meta.get("kind", kind) != kind:
+    if not isinstance(document, dict):
         raise CorruptResultError(f"{meta_file} does not describe a {kind} result.")
-    version = meta.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    version = document.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise CorruptResultError(
             f"{folder} was written in format {version!r}; this lensneurons reads up to "
             f"{FORMAT_VERSION}. Upgrade lensneurons."
+        )
+    own = document.get(NAMESPACE) if version >= 3 else None
+    if version >= 3 and (not isinstance(own, dict) or own.get("kind") != kind):
+        raise CorruptResultError(
+            f"{meta_file} does not describe a {kind} result (its {NAMESPACE!r} record is "
+            "missing or names another kind); the file was edited or damaged: save it again."
         )
     try:
         tensors = load_file(str(tensor_file))
@@ -244,19 +390,39 @@ def load_result(
         raise CorruptResultError(
             f"{tensor_file} cannot be read ({err}); it is truncated or damaged: save it again."
         ) from None
+    if own is not None:
+        _verify(folder, own, header, tensors)
+        if own.get("digest") != _digest(document, tensor_file):
+            raise CorruptResultError(
+                f"{folder} was edited or damaged after it was saved: its metadata and tensors "
+                "no longer match the digest recorded at save (a value, a label or the order of "
+                "groups changed). Run the computation again and save it, or restore the "
+                "original files."
+            )
+        meta = {k: v for k, v in document.items() if k not in RESERVED}
+        if isinstance(own.get("environment"), dict):
+            meta[ENVIRONMENT] = own["environment"]
+        return tensors, meta
+    # Formats 1 and 2: bookkeeping at the top level, where metadata could overwrite "kind"; the
+    # safetensors header (format 2) names the true kind.
+    if document.get("kind", kind) != kind and header.get("kind") != kind:
+        raise CorruptResultError(f"{meta_file} does not describe a {kind} result.")
     if version >= 2:
-        _verify(folder, meta, header, tensors)
-    return tensors, {k: v for k, v in meta.items() if k not in _BOOKKEEPING}
+        _verify(folder, document, header, tensors)
+    meta = {k: v for k, v in document.items() if k not in _LEGACY_BOOKKEEPING}
+    if document.get("kind", kind) != kind:  # the metadata's own "kind" had overwritten it
+        meta["kind"] = document["kind"]
+    return tensors, meta
 
 
-def _verify(folder: Path, meta: dict[str, Any], header: dict[str, str],
+def _verify(folder: Path, own: dict[str, Any], header: dict[str, str],
             tensors: dict[str, torch.Tensor]) -> None:
-    if header.get("token") != meta.get("token"):
+    if header.get("token") != own.get("token"):
         raise CorruptResultError(
             f"The two files in {folder} come from different saves (their tokens differ); the "
             "result was assembled by hand or half-copied. Save it again."
         )
-    record = meta.get("tensors", {})
+    record = own.get("tensors", {})
     found = {name: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")}
              for name, t in tensors.items()}
     if found != record:

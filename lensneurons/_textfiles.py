@@ -1,10 +1,13 @@
 r"""Text files given on the command line as ``GROUP=FILE``: one text per line, UTF-8.
 
 Several files may name the same group (``en=wiki.txt en=news.txt``): their lines are merged, in
-the order given, as shards of one group. The same file twice for one group would count every
-line twice and is refused. Blank lines are skipped; a file that holds nothing else, is missing,
-is a folder, or is not UTF-8 text (a binary file, UTF-16) raises :class:`InputFileError` naming
-the file, before any model is loaded.
+the order given, as shards of one group. A group is named as :class:`~lensneurons.Corpus` names
+it: without surrounding whitespace, in Unicode NFC, so ``" en=a.txt"`` (a quoted shell word) and
+``en=b.txt`` are one group, and so are ``français`` typed and pasted from a macOS file name
+(NFD). The same file twice for one group would count every line twice and is refused. Blank
+lines are skipped; a file that holds nothing else, is missing, is a folder, or is not UTF-8
+text (a binary file, UTF-16) raises :class:`InputFileError` naming the file, before any model
+is loaded.
 
 Examples:
     >>> import tempfile, pathlib
@@ -21,6 +24,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from lensneurons._checks import group_label
 from lensneurons.errors import InputFileError, ParameterError
 
 
@@ -28,7 +32,8 @@ def read_texts(pairs: Sequence[str], option: str = "--texts") -> dict[str, list[
     """``{group: [line, ...]}`` from ``GROUP=FILE`` pairs; files of one group are merged.
 
     Args:
-        pairs: ``"GROUP=FILE"`` strings (the file path may itself contain ``=``).
+        pairs: ``"GROUP=FILE"`` strings (the file path may itself contain ``=``); ``GROUP`` is
+            stripped and composed (NFC), so names that print alike are one group.
         option: the option's name, for messages.
 
     Raises:
@@ -43,6 +48,7 @@ def read_texts(pairs: Sequence[str], option: str = "--texts") -> dict[str, list[
             raise ParameterError(
                 f"{option} takes GROUP=FILE pairs (e.g. en=en.txt fr=fr.txt), got {pair!r}."
             )
+        group = group_label(group)
         file = Path(name).expanduser()
         key = file.resolve()
         if key in seen.setdefault(group, set()):

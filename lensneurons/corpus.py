@@ -9,6 +9,10 @@ tokens.
 Batches are length-bucketed and right-padded. With causal attention a real token never attends to
 padding on its right, so no attention mask is needed and padding cannot change a counted value.
 
+Group names are normalized when the corpus is built: surrounding whitespace is stripped and
+Unicode is composed (NFC), so names that print alike (``"français"`` typed, or read from a macOS
+file name in NFD; ``" fr"``) are one group, their texts merged in the order given.
+
 Texts are checked when the corpus is built: a text that is not a string (``None``, a number,
 bytes) raises :class:`~lensneurons.errors.InvalidTextError`; an empty or whitespace-only text (a
 blank line of a file) is *dropped with a warning*, since it holds nothing to count, and a group left
@@ -186,8 +190,17 @@ class Corpus:
             raise NoGroupsError(f"The corpus has no groups. Pass {form}.")
         if window is not None:
             window = _checks.positive_int(window, "window", minimum=2)
-        self.items = {group_name(group): clean_items(group, group_items, examples)
-                      for group, group_items in items.items()}
+        merged: dict[str, list[Any]] = {}  # names that print alike: one group, merged first
+        for group, group_items in items.items():
+            name = _checks.group_label(group_name(group))
+            if isinstance(group_items, (str, bytes)) or hasattr(group_items, "keys"):
+                clean_items(name, group_items, examples)  # raises the typed error
+            try:
+                merged.setdefault(name, []).extend(group_items)
+            except TypeError:
+                clean_items(name, group_items, examples)  # raises the typed error
+        self.items: dict[str, list[Any]] = {name: clean_items(name, merged_items, examples)
+                                            for name, merged_items in merged.items()}
         self.examples = examples
         self.pack = _checks.flag(pack, "pack")
         self.window = window
@@ -206,7 +219,8 @@ class Corpus:
         """A corpus of plain texts; every token after BOS is counted.
 
         Args:
-            texts: ``{group: [text, ...]}``.
+            texts: ``{group: [text, ...]}``. Group names are stripped and composed (NFC);
+                names that become equal are one group, their texts merged in order.
             pack: concatenate each group's token stream and cut it into ``window``-token
                 sequences (Tang et al.'s packed windows) instead of one text per sequence.
             window: sequence length in tokens, BOS included (default: the model's context,
@@ -229,6 +243,8 @@ class Corpus:
             >>> corpus = ln.Corpus.from_texts({"en": ["A cat.", "  ", "A dog."]})
             >>> len(corpus)  # the blank text was dropped, with a warning
             2
+            >>> ln.Corpus.from_texts({"fr": ["Un."], " fr ": ["Deux."]}).items
+            {'fr': ['Un.', 'Deux.']}
         """
         return cls(texts, examples=False, pack=pack, window=window, count_bos=count_bos)
 

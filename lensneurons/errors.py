@@ -243,6 +243,15 @@ class EmptyInterventionWarning(UserWarning):
     """Intervention hooks that select no unit: applying them changes nothing."""
 
 
+class KVCacheError(LensNeuronsError, RuntimeError):
+    """The KV cache was asked for, but here cached decoding disagrees with the forward pass.
+
+    Raised by :func:`~lensneurons.steering.generate` for ``use_past_kv_cache=True`` when the
+    one-time check of the model (:func:`~lensneurons.steering.check_kv_cache`) found that cached
+    greedy decoding does not reproduce the greedy argmax of the full forward pass.
+    """
+
+
 class InputFileError(LensNeuronsError, OSError):
     """An input file (a text file on the command line) is missing, a folder, binary or empty."""
 

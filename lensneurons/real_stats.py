@@ -28,7 +28,12 @@ from typing import Any
 
 from lensneurons.corpora.gettext import load_gettext, split_heldout, texts_digest
 from lensneurons.corpus import Corpus
-from lensneurons.errors import ModelMismatchError
+from lensneurons.errors import (
+    ModelMismatchError,
+    ParameterError,
+    ResultNotFoundError,
+    UnknownGroupError,
+)
 from lensneurons.stats import ActivationStats, collect
 
 LANGUAGES = ("en", "de", "fr", "es", "pt", "it", "ru", "uk", "el", "tr", "vi", "ja", "ko", "zh")
@@ -40,9 +45,44 @@ TOKENS_PER_GROUP = 10_000
 MAX_TRAIN_LINES = 4_000
 
 
+def _real_root() -> Path:
+    return Path(str(resources.files("lensneurons"))) / "data" / "real"
+
+
+def shipped() -> list[str]:
+    """Short names with shipped statistics, e.g. ``["gemma-3-270m", "smollm2-135m"]``.
+
+    Examples:
+        >>> "gemma-3-270m" in shipped()
+        True
+    """
+    root = _real_root()
+    return sorted(p.name for p in root.iterdir() if (p / "stats").is_dir()) if root.is_dir() else []
+
+
 def data_dir(short_name: str) -> Path:
     """The shipped data of ``short_name`` (``"gemma-3-270m"``): ``stats/``, ``tuned_lens/``."""
-    return Path(str(resources.files("lensneurons"))) / "data" / "real" / short_name
+    return _real_root() / short_name
+
+
+def _short_name(name: str) -> str:
+    """``name`` as a shipped short name, case-insensitively; else a typed error listing them.
+
+    Raises:
+        ResultNotFoundError: no statistics are shipped under that name.
+    """
+    names = shipped()
+    if not isinstance(name, str):
+        raise ParameterError(f"Give a model's short name as a string, one of {names}.")
+    if name in names:
+        return name
+    folded = [n for n in names if n.casefold() == name.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise ResultNotFoundError(
+        f"No statistics are shipped for {name!r}; shipped: {', '.join(names)}. Pass one of "
+        "these short names, or load statistics you saved with ln.ActivationStats.load(folder)."
+    )
 
 
 def texts() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
@@ -61,14 +101,35 @@ def heldout(stats: ActivationStats, languages: list[str] | None = None,
     """Held-out lines (one per sequence) of the languages the shipped ``stats`` were made on.
 
     Args:
-        stats: statistics from :func:`load`.
+        stats: statistics from :func:`load` (or :func:`collect_and_save`).
         languages: a subset of their groups (default: all).
         n_lines: the first ``n_lines`` held-out lines per language (default: all).
 
     Raises:
+        ParameterError: ``stats`` were not collected on this module's corpus (other statistics
+            have no held-out lines here).
+        UnknownGroupError: a language the statistics do not hold.
         ModelMismatchError: this machine's catalogs differ from the ones the statistics were
             collected on.
     """
+    if not isinstance(stats, ActivationStats) or "train_digest" not in stats.meta:
+        kind = type(stats).__name__ if not isinstance(stats, ActivationStats) else (
+            f"statistics of groups {stats.groups} that record no train_digest")
+        raise ParameterError(
+            f"heldout() gives the held-out lines of the shipped corpus (gettext catalogs, "
+            f"{N_HELDOUT} lines per language), but it was given {kind}: they were not collected "
+            "on that corpus, so it has no held-out lines for them. Pass "
+            f"real_stats.load(name) with name in {shipped()} (or statistics made by "
+            "real_stats.collect_and_save); for your own statistics, keep your own held-out "
+            "texts and build ln.Corpus.from_texts(...) from them."
+        )
+    chosen = list(languages) if languages else list(stats.groups)
+    unknown = [g for g in chosen if g not in stats.groups or g not in LANGUAGES]
+    if unknown:
+        raise UnknownGroupError(
+            f"No held-out lines for {unknown}: the statistics hold {stats.groups}. Pass "
+            "languages= among those."
+        )
     train, held = texts()
     expected = stats.meta.get("train_digest")
     if expected != texts_digest(train):
@@ -76,13 +137,20 @@ def heldout(stats: ActivationStats, languages: list[str] | None = None,
             f"This machine's gettext catalogs give other training lines (digest "
             f"{texts_digest(train)}) than the shipped statistics were collected on ({expected}); "
             "held-out lines could overlap. Re-collect with scripts/collect_real_stats.py.")
-    languages = languages or list(stats.groups)
-    return Corpus.from_texts({g: held[g][:n_lines] for g in languages})
+    return Corpus.from_texts({g: held[g][:n_lines] for g in chosen})
 
 
 def load(short_name: str, model: Any = None) -> ActivationStats:
-    """The shipped statistics of ``short_name``; with ``model``, checked against it."""
-    return ActivationStats.load(data_dir(short_name) / "stats", model=model)
+    """The shipped statistics of ``short_name``; with ``model``, checked against it.
+
+    The name is matched case-insensitively (``"Gemma-3-270M"`` loads ``"gemma-3-270m"``).
+
+    Raises:
+        ResultNotFoundError: no statistics are shipped under that name (the message lists the
+            shipped ones).
+        ModelMismatchError: ``model`` is not the model they were collected with.
+    """
+    return ActivationStats.load(data_dir(_short_name(short_name)) / "stats", model=model)
 
 
 def collect_and_save(model: Any, short_name: str, *,

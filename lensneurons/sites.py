@@ -91,6 +91,13 @@ class Site:
         """Layers of the site (the model's blocks; one per SAE on SAE sites)."""
         return self.view.n_layers
 
+    def identity(self) -> dict[str, str]:
+        """What a model fingerprint must also record so results of this site name its units.
+
+        Nothing for the model's own sites; an SAE site records which SAE weights it reads.
+        """
+        return {}
+
     def layer_device(self, layer: int) -> torch.device:
         """The device of the block that layer ``layer`` of the site belongs to."""
         return self.view.layer_device(layer)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int, Real
 
+from lensneurons._checks import group_label
 from lensneurons._io import load_result, save_result
 from lensneurons.errors import (
     CorruptResultError,
@@ -42,7 +43,7 @@ from lensneurons.errors import (
     ShapeMismatchError,
     UnknownGroupError,
 )
-from lensneurons.model import ModelView
+from lensneurons.model import ModelView, same_fingerprint
 
 _OPTIONAL = ("sum", "sum_sq", "max", "seq_mean_max", "seq_mean_median", "n_sequences",
              "active_docs", "n_docs")
@@ -141,6 +142,8 @@ class ActivationStats:
         Raises:
             UnknownGroupError: no such group.
         """
+        if group not in self.groups and isinstance(group, str) and group.strip():
+            group = group_label(group)  # "français" typed in NFD names the NFC group
         if group not in self.groups:
             raise UnknownGroupError(f"No group {group!r}; the statistics hold {self.groups}.")
         return self.groups.index(group)
@@ -208,8 +211,7 @@ class ActivationStats:
                 f"Cannot merge statistics of site {self.site!r} {self.shape} with site "
                 f"{other.site!r} {other.shape}."
             )
-        mine, theirs = self.meta.get("fingerprint"), other.meta.get("fingerprint")
-        if mine and theirs and mine != theirs:
+        if not same_fingerprint(self.meta.get("fingerprint"), other.meta.get("fingerprint")):
             raise ModelMismatchError("Cannot merge statistics collected on different models.")
         if self.seq_mean_median is not None or other.seq_mean_median is not None:
             raise MissingStatisticError(

@@ -2,9 +2,12 @@ r"""Steer Gemma 3 270M into other languages and measure it (run once; writes doc
 
     LENSNEURONS_CACHE=/tmp/lncache .venv/bin/python scripts/steering_gemma.py
 
-Sets: LAPE on the shipped statistics (top 1%). Prompts: the package's twelve everyday questions
-(``ln.steering.forcing_prompts``) in English (forcing, sweeps) and in French (fallback;
-``--fallback fr de`` adds German), answers cut at ``ln.steering.STOP``. Writes:
+An exploratory survey of methods and targets on few prompts; the claims of the docs rest on the
+protocol of ``scripts/steering_curve_gemma.py`` (100 questions per point, greedy and sampled).
+Sets: LAPE on the shipped statistics (top 1%). Prompts: the first twelve of the package's
+everyday questions (``ln.steering.forcing_prompts(language, n=12)``) in English (forcing, sweeps)
+and in French (fallback; ``--fallback fr de`` adds German), answers cut at
+``ln.steering.STOP``. Writes:
 
 * ``sweep_additive.csv``: per target language and alpha, forcing rate (Wilson 95%), LSS (base
   English, the shipped facts), mean shift and held-out NLL of English and the target;
@@ -51,6 +54,9 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="docs/data/steering")
 parser.add_argument("--img", default="docs/img")
 parser.add_argument("--max-new-tokens", type=int, default=32)
+parser.add_argument("--prompts", type=int, default=12,
+                    help="questions per language (12: the exploratory run shipped; the claims of "
+                         "the docs come from scripts/steering_curve_gemma.py on 100)")
 parser.add_argument("--nll-lines", type=int, default=15)
 parser.add_argument("--targets", nargs="+", default=["de", "fr", "es", "ru", "zh"])
 parser.add_argument("--alphas", nargs="+", type=float, default=[1.0, 2.0, 4.0, 8.0])
@@ -74,7 +80,7 @@ stats = real_stats.load(NAME, model=model)
 sets = ln.lape(stats)
 #: The forcing test judges the answer only: cut before the model asks itself the next question.
 gen = dict(max_new_tokens=args.max_new_tokens, languages=LANGUAGES, stop=STOP)
-english = forcing_prompts("en")
+english = forcing_prompts("en", n=args.prompts)
 examples = []
 
 
@@ -162,7 +168,8 @@ for lang in args.fallback:
     plans = {"layers": layer_steps(sets[lang], n_groups=4),
              "entropy quantiles": quantile_steps(sets[lang], scores)}
     for by, steps in plans.items():
-        result = ln.fallback(model, forcing_prompts(lang), steps, progress=False, **gen)
+        result = ln.fallback(model, forcing_prompts(lang, n=args.prompts), steps,
+                             progress=False, **gen)
         shares = result.shares.assign(n_units=result.n_units).reset_index(names="step")
         shares.insert(0, "by", by)
         shares.insert(0, "language", lang)

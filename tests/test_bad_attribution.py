@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _catalog
 import _models
+import numpy as np
 import pytest
 import torch
 from _catalog import Case
@@ -15,6 +16,7 @@ from lensneurons.errors import (
     EmptyTokenizationError,
     GradientUnavailableError,
     InvalidTextError,
+    ModelMismatchError,
     ParameterError,
     ResultNotFoundError,
     ShapeMismatchError,
@@ -70,6 +72,60 @@ def select(**kw):
                                                     "specific_rate": 0.25, **kw})
 
 
+def answer_id(c, answer=" sur"):
+    return int(c.model.to_tokens(answer, prepend_bos=False)[0, 0])
+
+
+def same_as_int_id(result, c):
+    torch.testing.assert_close(result["mlp"], run(c, [("Le chat dort", answer_id(c))])["mlp"])
+
+
+def fingerprint(c, dtype=None, shift=0.0):
+    """The organism's fingerprint; its embedding slice rounded through ``dtype``, or moved."""
+    fp = ln.ModelView(c.model).fingerprint()
+    values = torch.tensor(fp["embedding_slice"])
+    values = values if dtype is None else values.to(dtype).float()
+    return {**fp, "embedding_slice": (values + shift).tolist()}
+
+
+def scored(c, meta=None, shape=(2, 8), fill=None):
+    s = scores(shape)
+    if fill is not None:
+        s.scores["mlp"][1, 3] = fill
+    s.meta.update(meta or {})
+    return s
+
+
+def bf16_and_fp32(c):
+    """Questions scored on the organism in fp32, controls on the same weights in bf16."""
+    q = {"jp": scored(c, {"fingerprint": fingerprint(c)}),
+         "mx": scored(c, {"fingerprint": fingerprint(c)})}
+    return ln.culture_neurons(q, scored(c, {"fingerprint": fingerprint(c, torch.bfloat16)}),
+                              None, general_mlp_rate=0.25, specific_rate=0.25)
+
+
+def same_as_unfingerprinted(result, c):
+    plain = select()
+    assert torch.equal(result.general["mlp"].mask, plain.general["mlp"].mask)
+    assert all(torch.equal(result.specific["mlp"][g].mask, plain.specific["mlp"][g].mask)
+               for g in ("jp", "mx"))
+
+
+def other_weights(c):
+    q = {"jp": scored(c, {"fingerprint": fingerprint(c)}),
+         "mx": scored(c, {"fingerprint": fingerprint(c, shift=0.5)})}
+    return ln.culture_neurons(q, scores(), None)
+
+
+def targets(q_target, control_target):
+    q = {"jp": scores(), "mx": scores()}
+    for s in q.values():
+        s.meta["target"] = q_target
+    control = scores()
+    control.meta["target"] = control_target
+    return ln.culture_neurons(q, control, None, general_mlp_rate=0.25, specific_rate=0.25)
+
+
 CASES = [
     Case("empty-answer", "attribution(model, [('Le chat', '')])",
          lambda c: run(c, [("Le chat", "")]), EmptyTokenizationError, "tokenizes to nothing"),
@@ -121,6 +177,34 @@ CASES = [
     Case("culture-shapes-differ", "culture_neurons with a [2, 8] and a [3, 8] score",
          lambda c: ln.culture_neurons({"jp": scores(), "mx": scores((3, 8))}, scores(), None),
          ShapeMismatchError, "same sites"),
+    Case("culture-targets-mixed",
+         "culture_neurons(q scored with target='prob', control with target='logprob', None)",
+         lambda c: targets("prob", "logprob"), ParameterError,
+         r"control_scores with target='logprob'.*not comparable.*same target"),
+    Case("culture-nan-scores", "culture_neurons({'jp': scores with a NaN, 'mx': s}, control, "
+         "None)",
+         lambda c: ln.culture_neurons({"jp": scored(c, fill=float("nan")), "mx": scores()},
+                                      scores(), None),
+         ParameterError, r"scores_by_culture\['jp'\] has NaN scores at site 'mlp'"),
+    Case("culture-inf-country-scores",
+         "culture_neurons(q, control, {'jp': r, 'mx': r with an inf})",
+         lambda c: ln.culture_neurons({"jp": scores(), "mx": scores()}, scores(),
+                                      {"jp": scores(), "mx": scored(c, fill=float("inf"))}),
+         ParameterError, r"country_scores\['mx'\] has infinite scores .* Compute them again"),
+    Case("culture-bf16-and-fp32",
+         "culture_neurons(q on the model in fp32, control on it in bf16, None)",
+         bf16_and_fp32, check=same_as_unfingerprinted),
+    Case("culture-other-model", "culture_neurons(q on one model, q on another, ...)",
+         other_weights, ModelMismatchError, "different models"),
+    Case("answer-id-numpy", "attribution(model, [('Le chat dort', np.int64(token_id))])",
+         lambda c: run(c, [("Le chat dort", np.int64(answer_id(c)))]), check=same_as_int_id),
+    Case("answer-id-torch", "attribution(model, [AttributionItem('Le chat dort', "
+         "torch.tensor(token_id))])",
+         lambda c: run(c, [ln.AttributionItem("Le chat dort", torch.tensor(answer_id(c)))]),
+         check=same_as_int_id),
+    Case("answer-id-float", "attribution(model, [('Le chat dort', 5.0)])",
+         lambda c: run(c, [("Le chat dort", 5.0)]), InvalidTextError,
+         "answer text or its token id"),
 ]
 
 

@@ -127,6 +127,27 @@ def check_merged(result, c):
     assert torch.equal(stats.active, expected.active)
 
 
+def one_group_of_two_names(first, second):
+    """``collect --texts en=en.txt FIRST=a.txt SECOND=b.txt``: FIRST and SECOND print alike."""
+
+    def run(c):
+        a, b = heldout("fr", 0, 3), heldout("fr", 3, 6)
+        collect(c, en(c), f"{first}={text_file(c, a, name='a.txt')}",
+                f"{second}={text_file(c, b, name='b.txt')}")
+        return ln.ActivationStats.load("stats"), a + b, second.strip()
+
+    return run
+
+
+def check_one_group(result, c):
+    stats, lines, name = result
+    expected = ln.collect(c.model, ln.Corpus.from_texts({"en": heldout("en"), name: lines}),
+                          progress=False)
+    assert stats.groups == ["en", name]
+    assert torch.equal(stats.n_tokens, expected.n_tokens)
+    assert torch.equal(stats.active, expected.active)
+
+
 def repeated_option(c):
     cli(c, "collect", "--texts", en(c), "--texts", fr(c), "--out", "stats")
     return ln.ActivationStats.load("stats")
@@ -209,6 +230,14 @@ CASES = [
     Case("texts-two-files-one-group",
          "lensneurons collect --texts en=a.txt en=b.txt fr=fr.txt --out stats",
          two_files_one_group, check=check_merged),
+    Case("texts-group-spaces", "lensneurons collect --texts en=en.txt ' fr=a.txt' fr=b.txt ...",
+         one_group_of_two_names(" fr", "fr"), check=check_one_group),
+    Case("texts-group-nfd-and-nfc",
+         "lensneurons collect --texts en=en.txt fran\\u00e7ais=a.txt franc\\u0327ais=b.txt ...",
+         one_group_of_two_names("franc\u0327ais", "fran\u00e7ais"), check=check_one_group),
+    Case("texts-same-file-group-spaces",
+         "lensneurons collect --texts en=en.txt ' en =en.txt' --out stats",
+         lambda c: collect(c, en(c), " en =en.txt"), ParameterError, "given twice for group 'en'"),
     Case("texts-repeated-option", "lensneurons collect --texts en=en.txt --texts fr=fr.txt ...",
          repeated_option, check=lambda s, c: s.groups == ["en", "fr"] or pytest.fail()),
     # collect: parameters and the output path

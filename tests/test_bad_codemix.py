@@ -8,6 +8,7 @@ from dataclasses import replace
 import _catalog
 import pandas as pd
 import pytest
+import torch
 from _catalog import Case
 
 from lensneurons.codemix import (
@@ -51,6 +52,26 @@ def two_layers(c):
 
 def other_model(c):
     return replace(c.stats, meta={**c.stats.meta, "fingerprint": {"other": "model"}})
+
+
+def in_bf16(c):
+    """The statistics as if collected on the same model in bf16: its fingerprint rounded."""
+    fp = c.stats.meta["fingerprint"]
+    rounded = torch.tensor(fp["embedding_slice"]).bfloat16().float().tolist()
+    assert rounded != fp["embedding_slice"]
+    return replace(c.stats, meta={**c.stats.meta, "fingerprint": {**fp,
+                                                                  "embedding_slice": rounded}})
+
+
+def other_weights(c):
+    """Statistics of a model of the same shape with other weights."""
+    fp = c.stats.meta["fingerprint"]
+    moved = (torch.tensor(fp["embedding_slice"]) + 0.5).tolist()
+    return replace(c.stats, meta={**c.stats.meta, "fingerprint": {**fp, "embedding_slice": moved}})
+
+
+def same_as_fp32(table, c):
+    pd.testing.assert_frame_equal(table, specialisation_iou(c.stats, c.stats))
 
 
 CASES = [
@@ -153,6 +174,13 @@ CASES = [
          ShapeMismatchError, "same model and site"),
     Case("codemix-iou-other-model", "specialisation_iou(stats, stats of another model)",
          lambda c: specialisation_iou(c.stats, other_model(c)), ModelMismatchError,
+         "different models"),
+    Case("codemix-iou-bf16-and-fp32", "specialisation_iou(stats on the model in bf16, "
+         "stats on it in fp32)",
+         lambda c: specialisation_iou(in_bf16(c), c.stats), check=same_as_fp32),
+    Case("codemix-iou-other-weights", "specialisation_iou(stats, stats of a model of the same "
+         "shape, other weights)",
+         lambda c: specialisation_iou(c.stats, other_weights(c)), ModelMismatchError,
          "different models"),
     Case("codemix-iou-remove-shared-string", "specialisation_iou(s, s, remove_shared='yes')",
          lambda c: specialisation_iou(c.stats, c.stats, remove_shared="yes"), ParameterError,

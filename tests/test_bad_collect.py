@@ -12,12 +12,14 @@ import torch
 from _catalog import Case
 
 import lensneurons as ln
+from lensneurons import real_stats
 from lensneurons.errors import (
     CheckpointMismatchError,
     CorruptResultError,
     ParameterError,
     ResultExistsError,
     ResultNotFoundError,
+    UnknownGroupError,
     UnknownSiteError,
     UnwritablePathError,
 )
@@ -220,6 +222,13 @@ CASES = [
          lambda c: no_forward(c, distributed=True), ParameterError, "torchrun"),
     Case("collect-world-size-without-torchrun", "WORLD_SIZE=2 python script.py  # no torchrun",
          half_torchrun_env, ParameterError, "distributed=False"),
+    Case("collect-heldout-of-other-stats", "real_stats.heldout(collect(organism, corpus))",
+         lambda c: real_stats.heldout(c.stats), ParameterError,
+         "not collected on that corpus.*Pass real_stats.load\\(name\\)"),
+    Case("collect-heldout-unknown-language",
+         "real_stats.heldout(real_stats.load('gemma-3-270m'), ['xx'])",
+         lambda c: real_stats.heldout(real_stats.load("gemma-3-270m"), ["xx"]),
+         UnknownGroupError, "Pass languages= among those"),
     Case("collect-distributed-string", "collect(model, corpus, distributed='yes')",
          lambda c: no_forward(c, distributed="yes"), ParameterError, "None, True or False"),
 ]

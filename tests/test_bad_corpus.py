@@ -70,6 +70,19 @@ def same_as_list(corpus, c):
     assert corpus.items == {"en": TEXTS["en"]}
 
 
+NFC, NFD = "fran\u00e7ais", "franc\u0327ais"  # print alike: "français"
+
+
+def merged(name, first, second):
+    def check(corpus, c):
+        assert corpus.groups == [name]
+        assert corpus.items == {name: [*first, *second]}
+        assert corpus.tokenize(c.model).n_tokens.tolist() == ln.Corpus.from_texts(
+            {name: [*first, *second]}).tokenize(c.model).n_tokens.tolist()
+
+    return check
+
+
 CASES = [
     # --- texts ------------------------------------------------------------------------------
     Case("corpus-text-none", "Corpus.from_texts({'en': ['a', None]})",
@@ -104,6 +117,26 @@ CASES = [
          lambda c: ln.Corpus.from_texts({None: ["a"]}), ParameterError, "Group names"),
     Case("corpus-group-name-empty", "Corpus.from_texts({'': ['a']})",
          lambda c: ln.Corpus.from_texts({"": ["a"]}), ParameterError, "Group names"),
+    Case("corpus-group-names-nfc-and-nfd",
+         "Corpus.from_texts({'fran\\u00e7ais': [a], 'franc\\u0327ais': [b]})",
+         lambda c: ln.Corpus.from_texts({NFC: TEXTS["fr"][:1], NFD: TEXTS["fr"][1:]}),
+         check=merged(NFC, TEXTS["fr"][:1], TEXTS["fr"][1:])),
+    Case("corpus-group-name-nfd", "Corpus.from_texts({'franc\\u0327ais': texts})",
+         lambda c: ln.Corpus.from_texts({NFD: TEXTS["fr"]}),
+         check=merged(NFC, TEXTS["fr"], [])),
+    Case("corpus-group-names-blank-shard", "Corpus.from_texts({'fr': [a], 'fr ': ['  ']})",
+         lambda c: ln.Corpus.from_texts({"fr": TEXTS["fr"][:1], "fr ": ["  "]}),
+         check=merged("fr", TEXTS["fr"][:1], [])),
+    Case("corpus-group-names-spaces", "Corpus.from_texts({'fr': [a], ' fr ': [b]})",
+         lambda c: ln.Corpus.from_texts({"fr": TEXTS["fr"][:1], " fr ": TEXTS["fr"][1:]}),
+         check=merged("fr", TEXTS["fr"][:1], TEXTS["fr"][1:])),
+    Case("corpus-example-group-names-spaces",
+         "Corpus.from_examples({'fr': [(q, r)], 'fr\\n': [(q2, r2)]})",
+         lambda c: ln.Corpus.from_examples({"fr": [("Q: chat? R:", " chat")],
+                                            "fr\n": [("Q: chien? R:", " chien")]}),
+         check=lambda corpus, c: corpus.items == {"fr": [("Q: chat? R:", " chat"),
+                                                          ("Q: chien? R:", " chien")]}
+         or pytest.fail()),
     # --- examples ---------------------------------------------------------------------------
     Case("corpus-example-string", "Corpus.from_examples({'en': ['ab']})",
          lambda c: ln.Corpus.from_examples({"en": ["ab"]}), InvalidTextError,

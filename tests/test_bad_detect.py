@@ -74,6 +74,20 @@ def quiet_lape(c, **options):
         return ln.lape(c.stats, **options)
 
 
+def with_docs(n_en, n_fr):
+    """Statistics of en, fr on a [1, 2] layer: unit 0 fires in every en document, unit 1 in
+    every fr document, ``n_en`` and ``n_fr`` documents of 20 tokens."""
+    return ln.ActivationStats.from_counts(
+        {"en": torch.tensor([[10 * n_en, 0]]), "fr": torch.tensor([[0, 10 * n_fr]])},
+        {"en": 20 * n_en, "fr": 20 * n_fr},
+        doc_counts={"en": torch.tensor([[n_en, 0]]), "fr": torch.tensor([[0, n_fr]])},
+        n_docs={"en": n_en, "fr": n_fr})
+
+
+def planted_found(sets, c):
+    assert sets["en"].indices[0].tolist() == [0] and sets["fr"].indices[0].tolist() == [1]
+
+
 CASES = [
     # --- LAPE rates and options -------------------------------------------------------------
     Case("detect-lape-negative-top-rate", "lape(stats, top_rate=-0.1)",
@@ -118,6 +132,19 @@ CASES = [
          ParameterError, "from_counts"),
     Case("detect-lape-one-group", "lape(stats.select(['fr']))",
          lambda c: ln.lape(c.stats.select(["fr"])), TooFewGroupsError, "at least two groups"),
+    # --- SAE-LAPE's document rule needs documents ---------------------------------------------
+    Case("detect-sae-lape-one-document", "sae_lape(stats)  # one document per group",
+         lambda c: ln.sae_lape(with_docs(1, 1)), ln.errors.EmptyGroupError,
+         r"Group 'en' has 1 document\(s\) \('fr' too\).*= 0 of them.*at least 3 documents"),
+    Case("detect-sae-lape-two-documents", "sae_lape(stats)  # fr has 2 documents, en 40",
+         lambda c: ln.sae_lape(with_docs(40, 2)), ln.errors.EmptyGroupError,
+         r"Group 'fr' has 2 document\(s\).*= 1 of them.*Collect at least 3"),
+    Case("detect-sae-lape-low-rate-few-documents",
+         "sae_lape(stats, example_rate=0.5)  # 3 documents per group",
+         lambda c: ln.sae_lape(with_docs(3, 3), example_rate=0.5), ln.errors.EmptyGroupError,
+         "at least 4 documents"),
+    Case("detect-sae-lape-three-documents", "sae_lape(stats)  # 3 documents per group",
+         lambda c: ln.sae_lape(with_docs(3, 3)), check=planted_found),
     # --- ternary ----------------------------------------------------------------------------
     Case("detect-ternary-top-rate-two", "ternary(stats, top_rate=2)",
          lambda c: ln.ternary(c.stats, top_rate=2), ParameterError, r"top_rate .* \(0, 1\]"),

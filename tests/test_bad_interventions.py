@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
 import _catalog
 import pytest
 import torch
@@ -11,8 +14,10 @@ import lensneurons as ln
 from lensneurons.errors import (
     EmptyInterventionWarning,
     LayerIndexError,
+    ModelMismatchError,
     ParameterError,
     ShapeMismatchError,
+    TooFewGroupsError,
 )
 
 
@@ -50,6 +55,30 @@ def warns_empty(c):
 def random_overlapping(c):
     full = ln.NeuronSet.from_mask(torch.ones(4, c.model.cfg.d_mlp, dtype=torch.bool))
     return full, ln.random_like(full, disjoint=False)
+
+
+@functools.cache
+def same_shape_model():
+    """The organism with other embedding weights: same architecture and shape, another model."""
+    other = ln.organism.load()
+    with torch.no_grad():
+        other.W_E.add_(0.5)
+    return other
+
+
+def stats_of_other_weights(c):
+    fp = c.stats.meta["fingerprint"]
+    moved = (torch.tensor(fp["embedding_slice"]) + 0.5).tolist()
+    return replace(c.stats, meta={**c.stats.meta, "fingerprint": {**fp, "embedding_slice": moved}})
+
+
+def steers_fr(hooks, c):
+    names_written = names(hooks)
+    assert names_written and all(n.startswith("blocks.") for n in names_written)
+    tokens = c.model.to_tokens("The cat sleeps.")
+    with c.model.hooks(fwd_hooks=hooks):
+        edited = c.model(tokens)
+    assert not torch.allclose(edited, c.model(tokens))
 
 
 CASES = [
@@ -97,6 +126,25 @@ CASES = [
     Case("steer-method", 'steer(sets, stats, "en", "fr", method="magic")',
          lambda c: ln.steer(c.sets, c.stats, "en", "fr", method="magic"), ParameterError,
          "additive"),
+    Case("steer-diffmean-one-group", 'steer(sets, stats.select(["fr"]), None, "fr", '
+         'method="diffmean")',
+         lambda c: ln.steer(c.sets, c.stats.select(["fr"]), None, "fr", method="diffmean"),
+         TooFewGroupsError, "at least two groups.*method='additive'"),
+    Case("steer-diffmean-two-groups", 'steer(sets, stats.select(["en", "fr"]), "en", "fr", '
+         'method="diffmean", model=model)',
+         lambda c: ln.steer(c.sets, c.stats.select(["en", "fr"]), "en", "fr",
+                            method="diffmean", model=c.model), check=steers_fr),
+    Case("steer-other-model", 'steer(sets, stats, "en", "fr", model=other model, same shape)',
+         lambda c: ln.steer(c.sets, c.stats, "en", "fr", model=same_shape_model()),
+         ModelMismatchError, "other weights.*collected on this model"),
+    Case("steer-stats-of-other-model", 'steer(sets, stats of another model, "en", "fr")',
+         lambda c: ln.steer(c.sets, stats_of_other_weights(c), "en", "fr"),
+         ModelMismatchError, "different models"),
+    Case("steer-sets-for-stats", 'steer(sets, sets, "en", "fr")',
+         lambda c: ln.steer(c.sets, c.sets, "en", "fr"), ParameterError, "ActivationStats"),
+    Case("deactivate-other-model", 'deactivate(sets["fr"], model=other model, same shape)',
+         lambda c: ln.deactivate(c.sets["fr"], model=same_shape_model()), ModelMismatchError,
+         "Use sets detected on this model"),
     Case("steer-one-set", 'steer(sets["fr"], stats, "en", "fr")',
          lambda c: ln.steer(c.sets["fr"], c.stats, "en", "fr"), ParameterError, "NeuronSets"),
     Case("not-a-set", "deactivate(sets) (all groups, not one set)",

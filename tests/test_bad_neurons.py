@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import uuid
 
 import _catalog
 import pytest
@@ -12,9 +14,11 @@ from _catalog import Case
 import lensneurons as ln
 from lensneurons.errors import (
     CorruptResultError,
+    ModelMismatchError,
     NoGroupsError,
     ParameterError,
     ShapeMismatchError,
+    UnknownGroupError,
 )
 
 
@@ -35,7 +39,101 @@ def fits_model(sets, c):
     assert sets["fr"].gated is True
 
 
+@functools.cache
+def same_shape_model():
+    """The organism with other embedding weights: same architecture and shape, another model."""
+    other = ln.organism.load()
+    with torch.no_grad():
+        other.W_E.add_(0.5)
+    return other
+
+
+def shifted(fingerprint, by):
+    return {**fingerprint, "embedding_slice": (torch.tensor(fingerprint["embedding_slice"])
+                                               + by).tolist()}
+
+
+def saved_and_loaded(c, sets):
+    path = c.tmp_path / f"sets-{uuid.uuid4().hex[:8]}"
+    sets.save(path)
+    return ln.NeuronSets.load(path)
+
+
+def edits_the_model(hooks, c):
+    assert len(hooks) > 1  # the layer check and at least one edit
+    tokens = c.model.to_tokens("Le chat dort.")
+    with c.model.hooks(fwd_hooks=hooks):
+        edited = c.model(tokens)
+    assert not torch.allclose(edited, c.model(tokens))
+
+
+def in_bf16(c):
+    """The French set as if detected on the same model in bf16 (its fingerprint rounded)."""
+    fr = c.sets["fr"]
+    rounded = torch.tensor(fr.fingerprint["embedding_slice"]).bfloat16().float().tolist()
+    return fr.with_fingerprint({**fr.fingerprint, "embedding_slice": rounded})
+
+
+def _assert(condition):
+    assert condition
+
+
+def same_mask_as_fr(result, c):
+    assert torch.equal(result.mask, c.sets["fr"].mask)
+
+
 CASES = [
+    # --- group names that print alike name one group -----------------------------------------
+    Case("sets-lookup-spaces", "sets[' fr ']", lambda c: c.sets[" fr "], check=same_mask_as_fr),
+    Case("stats-lookup-spaces", "stats.index('fr\\n')", lambda c: c.stats.index("fr\n"),
+         check=lambda r, c: _assert(r == c.stats.groups.index("fr"))),
+    Case("sets-lookup-unknown", "sets['xx']", lambda c: c.sets["xx"], UnknownGroupError,
+         "groups: "),
+    # --- ternary and fallback sets carry the model too ----------------------------------------
+    Case("ternary-general-fingerprint", "ln.ternary(stats).general",
+         lambda c: ln.ternary(c.stats, lam=0.05).general,
+         check=lambda r, c: _assert(r.fingerprint == c.stats.meta["fingerprint"])),
+    Case("fallback-steps-fingerprint", "ln.steering.layer_steps(sets['fr'])",
+         lambda c: ln.steering.layer_steps(c.sets["fr"], n_groups=2),
+         check=lambda r, c: _assert(all(s.fingerprint == c.sets["fr"].fingerprint
+                                        and s.fingerprint for s in r.values()))),
+    # --- a set taken out of NeuronSets keeps the model it was detected on ----------------
+    Case("set-other-weights", 'deactivate(sets["fr"], model=other model of the same shape)',
+         lambda c: ln.deactivate(c.sets["fr"], model=same_shape_model()), ModelMismatchError,
+         "same shape but other weights.*Use sets detected on this model"),
+    Case("set-other-weights-check", 'sets["fr"].check_model(other model of the same shape)',
+         lambda c: c.sets["fr"].check_model(same_shape_model()), ModelMismatchError,
+         "with_fingerprint\\(None\\)"),
+    Case("set-saved-loaded-other-weights",
+         'NeuronSets({"fr": sets["fr"]}).save(p); deactivate(NeuronSets.load(p)["fr"], '
+         "model=other)",
+         lambda c: ln.deactivate(saved_and_loaded(c, ln.NeuronSets({"fr": c.sets["fr"]}))["fr"],
+                                 model=same_shape_model()),
+         ModelMismatchError, "other weights"),
+    Case("set-own-model", 'deactivate(sets["fr"], model=model)',
+         lambda c: ln.deactivate(c.sets["fr"], model=c.model), check=edits_the_model),
+    Case("set-bf16-fingerprint", 'deactivate(set detected in bf16, model=fp32 model)',
+         lambda c: ln.deactivate(in_bf16(c), model=c.model), check=edits_the_model),
+    Case("set-by-hand-any-model", 'deactivate(NeuronSet.from_mask(mask), model=other model)',
+         lambda c: ln.deactivate(ln.NeuronSet.from_mask(c.sets["fr"].mask, gated=True),
+                                 model=same_shape_model()),
+         check=lambda hooks, c: (len(hooks) > 1) or pytest.fail()),
+    Case("set-record-dropped", 'deactivate(sets["fr"].with_fingerprint(None), model=other)',
+         lambda c: ln.deactivate(c.sets["fr"].with_fingerprint(None), model=same_shape_model()),
+         check=lambda hooks, c: (len(hooks) > 1) or pytest.fail()),
+    Case("sets-of-two-models", 'NeuronSets({"fr": sets["fr"], "de": set of another model})',
+         lambda c: ln.NeuronSets({"fr": c.sets["fr"], "de": c.sets["de"].with_fingerprint(
+             shifted(c.sets["de"].fingerprint, 0.5))}),
+         ModelMismatchError, "different models"),
+    Case("combine-two-models", 'sets["fr"] | set of another model',
+         lambda c: c.sets["fr"] | c.sets["de"].with_fingerprint(
+             shifted(c.sets["de"].fingerprint, 0.5)),
+         ModelMismatchError, "Cannot combine neuron sets detected on different models"),
+    Case("combine-keeps-record", 'deactivate(sets["fr"] | hand-made set, model=other)',
+         lambda c: ln.deactivate(c.sets["fr"] | ln.NeuronSet(c.sets["de"].mask),
+                                 model=same_shape_model()),
+         ModelMismatchError, "other weights"),
+
     Case("flat-list-json", 'NeuronSets.from_json(file with {"en": [1, 2, 3]}, width=2048)',
          lambda c: ln.NeuronSets.from_json(json_file(c, "flat.json", {"en": [1, 2, 3]}),
                                            width=2048),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import _catalog
 import pytest
@@ -12,7 +13,9 @@ from _catalog import Case
 import lensneurons as ln
 from lensneurons.detect.sae_lape import sae_lape
 from lensneurons.errors import (
+    CheckpointMismatchError,
     MissingStatisticError,
+    ModelMismatchError,
     NegativeCountError,
     ParameterError,
     ResultNotFoundError,
@@ -75,6 +78,50 @@ def zero_latents_change_output(hooks, c):
         base = c.model(tokens)
         with c.model.hooks(fwd_hooks=hooks):
             assert not torch.allclose(c.model(tokens), base)
+
+
+def saved_with_sae(c):
+    """Statistics and LAPE sets collected on SAE A (seed 3) as ``sae:<name>``, saved; the site's
+    name is unique to the call. Returns the name and the two folders."""
+    name = f"swap-{uuid.uuid4().hex[:8]}"
+    texts = {g: lines[:2] for g, lines in ln.organism.texts("heldout").items()}
+    stats = ln.collect(c.model, ln.Corpus.from_texts(texts), site=ln.sae_site(sae(seed=3), name),
+                       progress=False)
+    assert stats.meta["fingerprint"]["sae"] == sae(seed=3).digest
+    folder = c.tmp_path / name
+    stats.save(folder / "stats")
+    ln.lape(stats, top_rate=0.5).save(folder / "sets")
+    return name, folder
+
+
+def in_new_session(c, seed):
+    """As a new Python process would: register the SAE of ``seed`` under the saved sets' site
+    name, then load the sets saved with SAE A (seed 3)."""
+    name, folder = saved_with_sae(c)
+    ln.sae_site(sae(seed=seed), name, replace=True)  # replace: this process registered A
+    return ln.NeuronSets.load(folder / "sets"), ln.ActivationStats.load(folder / "stats")
+
+
+def resume_with_other_sae(c):
+    """A checkpointed collection on SAE A (seed 3), resumed with SAE B under the same name."""
+    name = f"resume-{uuid.uuid4().hex[:8]}"
+    corpus = ln.Corpus.from_texts({g: lines[:2]
+                                   for g, lines in ln.organism.texts("heldout").items()})
+    checkpoint = c.tmp_path / name
+    ln.collect(c.model, corpus, site=ln.sae_site(sae(seed=3), name), checkpoint=checkpoint,
+               progress=False)
+    ln.sae_site(sae(seed=4), name, replace=True)
+    return ln.collect(c.model, corpus, site=f"sae:{name}", checkpoint=checkpoint, resume=True,
+                      progress=False)
+
+
+def first_nonempty(sets):
+    return next(sets[g] for g in sets.groups if len(sets[g]))
+
+
+def edits_latents(hooks, c):
+    assert hooks
+    zero_latents_change_output(hooks, c)
 
 
 def documented(docs=((4, 1), (0, 3)), n_docs=(4, 3), **changes):
@@ -143,6 +190,25 @@ CASES = [
     Case("sae-set-on-model", "deactivate(latent set, model=model)",
          lambda c: ln.deactivate(latent_set(c, 16), model=c.model),
          check=zero_latents_change_output),
+    # --- the site's SAE weights travel with statistics and sets ----------------------------
+    Case("sae-sets-other-sae-same-name",
+         "NeuronSets.load(sets made with SAE A); sae_site(SAE B, same name); deactivate(s)",
+         lambda c: ln.deactivate(first_nonempty(in_new_session(c, seed=4)[0])),
+         ModelMismatchError, "other SAE weights.*Register the SAE it was made with"),
+    Case("sae-sets-other-sae-with-model",
+         "... sae_site(SAE B, same name); deactivate(s, model=model)",
+         lambda c: ln.deactivate(first_nonempty(in_new_session(c, seed=4)[0]), model=c.model),
+         ModelMismatchError, "other SAE weights"),
+    Case("sae-stats-other-sae-same-name",
+         "ActivationStats.load(stats made with SAE A); sae_site(SAE B, same name); "
+         "deactivate(lape(stats)[g])",
+         lambda c: ln.deactivate(first_nonempty(ln.lape(in_new_session(c, seed=4)[1],
+                                                        top_rate=0.5))),
+         ModelMismatchError, "other SAE weights"),
+    Case("sae-sets-same-sae-again",
+         "NeuronSets.load(sets made with SAE A); sae_site(SAE A loaded again); deactivate(s)",
+         lambda c: ln.deactivate(first_nonempty(in_new_session(c, seed=3)[0]), model=c.model),
+         check=edits_latents),
     Case("sae-encode-wrong-width", "sae.encode(tensor of width 64)",
          lambda c: sae().encode(torch.zeros(2, 64)), ParameterError, "width 128"),
     # --- sae_lape: SAE-LAPE's per-document rule ----------------------------------------------
@@ -190,6 +256,10 @@ CASES = [
          "from_counts(..., doc_counts={'en': ..., 'de': ...})",
          lambda c: documented(n_docs={"en": 4, "de": 3}), ShapeMismatchError,
          "different groups"),
+    Case("sae-resume-other-weights",
+         "collect(model, corpus, site='sae:x', checkpoint=ckpt, resume=True) after "
+         "sae_site(other_sae, 'x', replace=True)",
+         resume_with_other_sae, CheckpointMismatchError, "fingerprint|other"),
 ]
 
 

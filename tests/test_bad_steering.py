@@ -18,7 +18,14 @@ from lensneurons.errors import (
     ShapeMismatchError,
     UnknownLanguageError,
 )
-from lensneurons.steering import ShiftItem, amplify_to, layer_steps, quantile_steps, shift_items
+from lensneurons.steering import (
+    ShiftItem,
+    amplify_to,
+    forcing_prompts,
+    layer_steps,
+    quantile_steps,
+    shift_items,
+)
 
 PROMPTS = ["The weather is"]
 
@@ -37,6 +44,12 @@ def forcing(c, prompts=PROMPTS, hooks=(), target="fr", **options):
 def sweep(c, make=None, values=(1.0,), **options):
     make = make or (lambda a: ln.amplify(c.sets["fr"], a))
     return ln.sweep(c.model, make, values, progress=False, **options)
+
+
+def assert_decoding(result, mode):
+    """A forcing result that says how it decoded (``mode``, or either way when None)."""
+    assert result.n == 1 and result.decoding in ("kv-cache", "full-forward")
+    assert mode is None or result.decoding == mode
 
 
 def greedy_equals_single(result, c):
@@ -94,6 +107,31 @@ CASES = [
          lambda c: ln.steering_shift(c.model, shift_items("en", "fr")[:3], [],
                                      baseline=[0.0]),
          ParameterError, "one value per item"),
+    Case("steering-shift-baseline-nan", "steering_shift(model, items, [], baseline=[nan, 0, 0])",
+         lambda c: ln.steering_shift(c.model, shift_items("en", "fr")[:3], [],
+                                     baseline=[math.nan, 0.0, 0.0]),
+         ParameterError, r"NaN or infinite .*item 0.*baseline=None"),
+    Case("steering-shift-baseline-inf", "steering_shift(model, items, [], baseline=[0, inf, 0])",
+         lambda c: ln.steering_shift(c.model, shift_items("en", "fr")[:3], [],
+                                     baseline=[0.0, math.inf, 0.0]),
+         ParameterError, r"NaN or infinite .*item 1"),
+    Case("steering-shift-baseline-words", "steering_shift(model, items, [], baseline='d0')",
+         lambda c: ln.steering_shift(c.model, shift_items("en", "fr")[:3], [], baseline="d0"),
+         ParameterError, "one per item"),
+    Case("steering-shift-tolerance-nan", "steering_shift(model, items, [], tolerance=nan)",
+         lambda c: ln.steering_shift(c.model, shift_items("en", "fr")[:3], [],
+                                     tolerance=math.nan),
+         ParameterError, "tolerance must be a finite number"),
+    Case("steering-shift-items-upper-case", "shift_items('EN', 'FR')",
+         lambda c: shift_items("EN", "FR"),
+         check=lambda items, c: items == shift_items("en", "fr") or pytest.fail()),
+    Case("steering-shift-items-regions", "shift_items('en_US', 'pt-BR')",
+         lambda c: shift_items("en_US", "pt-BR"),
+         check=lambda items, c: items == shift_items("en", "pt") or pytest.fail()),
+    Case("steering-shift-items-same-spelled-apart", "shift_items('fr', 'FR')",
+         lambda c: shift_items("fr", "FR"), ParameterError, "both 'fr'"),
+    Case("steering-shift-items-not-a-code", "shift_items(None, 'fr')",
+         lambda c: shift_items(None, "fr"), ParameterError, "language code"),
     # --- sweep -------------------------------------------------------------------------------
     Case("steering-sweep-no-values", "sweep(model, make_hooks, [], lss_items=items)",
          lambda c: sweep(c, values=[], lss_items=shift_items("en", "fr")), ParameterError,
@@ -129,6 +167,14 @@ CASES = [
     Case("steering-fallback-step-list", "fallback(model, prompts, {'a': [1, 2]})",
          lambda c: ln.fallback(c.model, PROMPTS, {"a": [1, 2]}), ParameterError,
          "not a NeuronSet"),
+    Case("steering-fallback-step-named-none", "fallback(model, prompts, {'none': sets['fr']})",
+         lambda c: ln.fallback(c.model, PROMPTS, {"none": c.sets["fr"]}, progress=False),
+         ParameterError, r"baseline row .* Rename the step"),
+    Case("steering-fallback-hooks-named-none",
+         "fallback(model, prompts, {'none': hooks, 'fr': sets['fr']})",
+         lambda c: ln.fallback(c.model, PROMPTS, {"none": ln.deactivate(c.sets["fr"]),
+                                                  "fr": c.sets["fr"]}, progress=False),
+         ParameterError, "Rename the step"),
     Case("steering-layer-steps-too-many", "layer_steps(sets['fr'], n_groups=9)",
          lambda c: layer_steps(c.sets["fr"], n_groups=9), ParameterError, "exceeds"),
     Case("steering-layer-steps-start", "layer_steps(sets['fr'], start='middle')",
@@ -146,6 +192,37 @@ CASES = [
          "sequence_stats=True"),
     Case("steering-amplify-kind", "amplify_to(sets, stats, 'fr', 'p_mean')",
          lambda c: amplify_to(c.sets, c.stats, "fr", "p_mean"), ParameterError, "p_median"),
+    # --- generation (the KV cache, options passed to model.generate) ---------------------------
+    Case("steering-languages-target-only", "forcing_rate(..., 'fr', languages=['fr'])",
+         lambda c: forcing(c, languages=["fr"]), ParameterError,
+         r"at least two languages to choose between"),
+    Case("steering-no-kv-cache", "forcing_rate(..., use_past_kv_cache=False)",
+         lambda c: forcing(c, use_past_kv_cache=False),
+         check=lambda r, c: assert_decoding(r, "full-forward")),
+    Case("steering-kv-cache-not-bool", "forcing_rate(..., use_past_kv_cache='yes')",
+         lambda c: forcing(c, use_past_kv_cache="yes"), ParameterError,
+         "True, False or None"),
+    Case("steering-stop-at-eos-false", "forcing_rate(..., stop_at_eos=False)",
+         lambda c: forcing(c, stop_at_eos=False), check=lambda r, c: assert_decoding(r, None)),
+    Case("steering-stop-at-eos-not-bool", "forcing_rate(..., stop_at_eos='no')",
+         lambda c: forcing(c, stop_at_eos="no"), ParameterError, "stop_at_eos must be True"),
+    Case("steering-generate-unknown-option", "forcing_rate(..., temprature=0.7)",
+         lambda c: forcing(c, do_sample=True, temprature=0.7), ParameterError,
+         r"takes no option \['temprature'\]; pass one of .*'temperature'"),
+    Case("steering-generate-return-type", "generate(model, prompts, return_type='tokens')",
+         lambda c: ln.steering.generate(c.model, PROMPTS, return_type="tokens"), ParameterError,
+         r"sets \['return_type'\] itself"),
+    Case("steering-generate-sampling-options", "forcing_rate(..., do_sample=True, top_k=5, "
+         "temperature=0.7)",
+         lambda c: forcing(c, do_sample=True, top_k=5, temperature=0.7),
+         check=lambda r, c: assert_decoding(r, None)),
+
+    Case("steering-prompts-n-float", "forcing_prompts('en', n=2.0)",
+         lambda c: forcing_prompts("en", n=2.0), ParameterError, "n must be an integer"),
+    Case("steering-prompts-n-string", "forcing_prompts('en', n='5')",
+         lambda c: forcing_prompts("en", n="5"), ParameterError, "n must be an integer"),
+    Case("steering-prompts-n-too-many", "forcing_prompts('fr', n=500)",
+         lambda c: forcing_prompts("fr", n=500), ParameterError, "from 1 to 120"),
 ]
 
 

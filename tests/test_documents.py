@@ -7,6 +7,7 @@ import lensneurons as ln
 from lensneurons import _checkpoint
 from lensneurons.corpus import TokenizedCorpus
 from lensneurons.errors import CollectInterrupted
+from lensneurons.sites import get_site
 
 BATCH = 3
 
@@ -132,7 +133,8 @@ def test_ctrl_c_and_resume_keep_the_document_counts(tmp_path, organism, corpus, 
 
 
 def test_checkpoints_written_before_document_stats_still_resume(organism, corpus):
-    mine = _checkpoint.identity(ln.ModelView(organism), corpus.tokenize(organism),
+    view = ln.ModelView(organism)
+    mine = _checkpoint.identity(view, get_site(view, "mlp"), corpus.tokenize(organism),
                                 site="mlp", document_stats=False)
     older = {k: v for k, v in mine.items() if k != "document_stats"}
     assert _checkpoint.differences(older, mine) == []

@@ -187,10 +187,13 @@ def test_sets_of_another_model_are_a_typed_error(organism, neurons):
     deeper = ln.NeuronSet.from_indices([[0]] * (view.n_layers + 1), width=view.d_mlp)
     with pytest.raises(ln.errors.ShapeMismatchError):
         ln.viz.token_activity_table(organism, FRENCH, deeper)
-    foreign = ln.NeuronSets(dict(neurons), {**neurons.meta, "fingerprint": {
-        **view.fingerprint(), "embedding_slice": [[0.0] * 8] * 8}})
+    foreign = ln.NeuronSets({g: neurons[g].with_fingerprint(None) for g in neurons},
+                            {**neurons.meta, "fingerprint": {
+                                **view.fingerprint(), "embedding_slice": [[0.0] * 8] * 8}})
     with pytest.raises(ln.errors.ModelMismatchError):
         ln.viz.token_activity_table(organism, FRENCH, foreign)
+    with pytest.raises(ln.errors.ModelMismatchError, match="different models"):
+        ln.NeuronSets(dict(neurons), foreign.meta)  # sets of one model, meta of another
     assert hook_counts(organism) == before
 
 

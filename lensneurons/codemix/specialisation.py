@@ -42,7 +42,9 @@ import torch
 from jaxtyping import Bool
 
 from lensneurons import _checks
+from lensneurons.detect._common import provenance
 from lensneurons.errors import ModelMismatchError, ParameterError, ShapeMismatchError
+from lensneurons.model import same_fingerprint
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.stats import ActivationStats
 
@@ -130,7 +132,7 @@ def active_sets(
     return NeuronSets({g: NeuronSet(masks[i], site=stats.site, gated=gated)
                        for i, g in enumerate(stats.groups)},
                       {"method": "active_sets", "rule": rule, "share": share, "k": k,
-                       "remove_shared": remove_shared})
+                       "remove_shared": remove_shared, **provenance(stats)})
 
 
 def specialisation_iou(
@@ -155,7 +157,8 @@ def specialisation_iou(
     Raises:
         ParameterError: an input is not ActivationStats, or a bad rule parameter.
         ShapeMismatchError: the statistics have other sites or shapes.
-        ModelMismatchError: they were collected on different models.
+        ModelMismatchError: they were collected on different models (the same weights in bf16
+            and fp32 are one model).
 
     Examples:
         >>> import torch, lensneurons as ln
@@ -173,7 +176,7 @@ def specialisation_iou(
             "model and site."
         )
     mine, theirs = (s.meta.get("fingerprint") for s in (stats_mixed, stats_pure))
-    if mine and theirs and mine != theirs:
+    if not same_fingerprint(mine, theirs):  # the same weights in bf16 and fp32 are one model
         raise ModelMismatchError(
             "The mixed and pure statistics were collected on different models; collect both "
             "with the same one."

@@ -207,7 +207,8 @@ def attribution(
     Args:
         model: a TransformerLens model (``HookedTransformer`` or ``TransformerBridge``).
         items: :class:`AttributionItem` objects or ``(prompt, answer)`` pairs; ``y`` is the
-            answer's first token, ``P(y|x)`` is read after the prompt's last token.
+            answer's first token, ``P(y|x)`` is read after the prompt's last token. An answer
+            may be a token id instead: a Python, numpy or 0-d torch integer.
         sites: which units to score (``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``).
         target: ``"prob"`` (CULNIG) or ``"logprob"``.
         clamp_negative: replace each item's score by ``max(s, 0)`` before averaging (CULNIG
@@ -249,7 +250,7 @@ def attribution(
     site_objs = [get_site(view, name) for name in sites]
     for site in site_objs:
         site.read_hook(0)  # an adapter without the hook point fails here, before any pass
-    encoded = encode(view, items)
+    encoded = encode(view, _plain_answers(items))
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
     pad = pad_id(view)
     starts = range(0, len(order), batch_size)
@@ -265,6 +266,31 @@ def attribution(
     totals = {site: torch.stack([layer.cpu() for layer in per_layer]) / len(encoded)
               for site, per_layer in work.totals.items()}  # to the CPU once, at the end
     return AttributionScores(totals, n_items=len(encoded), meta=meta)
+
+
+def _plain_answers(items: Any) -> Any:
+    """``items`` with numpy and 0-d torch integer answers (token ids) as Python ints.
+
+    Anything else is left as it is, for :func:`encode` to check and name.
+    """
+    if isinstance(items, (str, bytes, AttributionItem)) or not isinstance(items, Sequence):
+        return items
+    out = []
+    for item in items:
+        if isinstance(item, tuple) and len(item) == 2:
+            prompt, answer = item
+        elif isinstance(item, AttributionItem):
+            prompt, answer = item.prompt, item.answer
+        else:
+            out.append(item)
+            continue
+        if not isinstance(answer, (str, int)):  # bool is an int: encode refuses it
+            try:
+                item = AttributionItem(prompt, _checks.integer(answer, "answer"))
+            except ParameterError:
+                pass  # not an integer: encode says what an answer must be
+        out.append(item)
+    return out
 
 
 @dataclass(frozen=True)

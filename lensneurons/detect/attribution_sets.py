@@ -53,7 +53,7 @@ from lensneurons.errors import (
     ShapeMismatchError,
     TooFewGroupsError,
 )
-from lensneurons.model import ModelView
+from lensneurons.model import ModelView, same_fingerprint
 
 __all__ = ["next_token_items", "others_mean"]
 
@@ -185,8 +185,7 @@ def others_mean(
             raise ShapeMismatchError(
                 f"Group {group!r} has scores {scores!r}, group {groups[0]!r} {first!r}: score "
                 "every group with the same model and sites.")
-        a, b = first.meta.get("fingerprint"), scores.meta.get("fingerprint")
-        if a and b and a != b:
+        if not same_fingerprint(first.meta.get("fingerprint"), scores.meta.get("fingerprint")):
             raise ModelMismatchError(
                 f"The scores of {group!r} and {groups[0]!r} come from different models.")
     out = {}

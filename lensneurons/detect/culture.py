@@ -51,6 +51,7 @@ from lensneurons.errors import (
     TooFewGroupsError,
     UnknownGroupError,
 )
+from lensneurons.model import same_fingerprint
 from lensneurons.neurons import NeuronSet, NeuronSets
 
 MLP_POOL = ("mlp",)
@@ -112,8 +113,11 @@ def culture_neurons(
         TooFewGroupsError: fewer than two cultures (the z-score compares cultures).
         UnknownGroupError: a control or country mapping lacks a culture.
         ShapeMismatchError: the scores have different sites or shapes.
-        ModelMismatchError: the scores come from different models.
-        ParameterError: a rate outside ``(0, 1]`` or selecting no unit, a non-finite threshold.
+        ModelMismatchError: the scores come from different models (the same weights in another
+            dtype, e.g. bf16 and fp32, are one model).
+        ParameterError: a rate outside ``(0, 1]`` or selecting no unit, a non-finite threshold;
+            scores of different targets (``"prob"`` and ``"logprob"``), or NaN or infinite
+            scores.
     """
     _checks.mapping(scores_by_culture, "scores_by_culture", "{culture: AttributionScores}")
     cultures = list(scores_by_culture)
@@ -129,8 +133,12 @@ def culture_neurons(
     k = _per_culture(control_scores, cultures, "control_scores")
     r = None if country_scores is None else _per_culture(country_scores, cultures,
                                                         "country_scores")
+    labelled = [(f"scores_by_culture[{c!r}]", q[c]) for c in cultures]
+    labelled += _labels(control_scores, k, "control_scores")
+    if r is not None:
+        labelled += _labels(country_scores, r, "country_scores")
     reference = q[cultures[0]]
-    _check_alike(reference, [*q.values(), *k.values(), *(r.values() if r else [])])
+    _check_alike(labelled)
     sites = reference.sites
     gated = reference.meta.get("gated")
 
@@ -203,21 +211,53 @@ def _per_culture(value: Any, cultures: list[str], name: str) -> dict[str, Attrib
     return {c: value[c] for c in cultures}
 
 
-def _check_alike(reference: AttributionScores, others: list[Any]) -> None:
-    for other in others:
+def _labels(given: Any, per_culture: dict[str, AttributionScores],
+            name: str) -> list[tuple[str, AttributionScores]]:
+    """``(name in messages, scores)`` of a control or country argument."""
+    if isinstance(given, AttributionScores):
+        return [(name, given)]
+    return [(f"{name}[{c!r}]", scores) for c, scores in per_culture.items()]
+
+
+def _check_alike(labelled: list[tuple[str, Any]]) -> None:
+    """Refuse scores that cannot be compared: other sites or shapes, targets, models; NaN."""
+    first, reference = labelled[0]
+    for label, other in labelled:
         if not isinstance(other, AttributionScores):
             raise ParameterError(
-                f"Expected AttributionScores (from ln.attribution), got {type(other).__name__}."
+                f"{label} must be AttributionScores (from ln.attribution), got "
+                f"{type(other).__name__}."
             )
         if other.sites != reference.sites or any(
                 other[s].shape != reference[s].shape for s in reference.sites):
             raise ShapeMismatchError(
-                f"All scores must cover the same sites with the same shapes; got {other!r} and "
-                f"{reference!r}. Score every item set with the same model and sites."
+                f"All scores must cover the same sites with the same shapes; got {other!r} "
+                f"({label}) and {reference!r} ({first}). Score every item set with the same "
+                "model and sites."
             )
-        a, b = reference.meta.get("fingerprint"), other.meta.get("fingerprint")
-        if a and b and a != b:
-            raise ModelMismatchError("The scores were computed on different models.")
+        a, b = reference.meta.get("target"), other.meta.get("target")
+        if a is not None and b is not None and a != b:
+            raise ParameterError(
+                f"{first} was scored with target={a!r}, {label} with target={b!r}: "
+                "probabilities and log-probabilities are not comparable. Score every item set "
+                f"with the same target, e.g. ln.attribution(..., target={a!r})."
+            )
+        if not same_fingerprint(reference.meta.get("fingerprint"),
+                                  other.meta.get("fingerprint")):
+            raise ModelMismatchError(
+                f"{first} and {label} were computed on different models. Score every item set "
+                "with the same model (the same weights in another dtype are fine)."
+            )
+        for site in other.sites:
+            bad = ~torch.isfinite(other[site])
+            if bad.any():
+                what = "NaN" if other[site].isnan().any() else "infinite"
+                raise ParameterError(
+                    f"{label} has {what} scores at site {site!r} ({int(bad.sum())} of "
+                    f"{bad.numel()} units), so its units cannot be ranked. Compute them again "
+                    "(e.g. with the model in float32) and check that the items of this set "
+                    "give a finite probability of their answer."
+                )
 
 
 def _provenance(scores: AttributionScores) -> dict[str, Any]:

@@ -194,4 +194,5 @@ def generic(sets: NeuronSets) -> NeuronSet:
     sets = _check_sets(sets, "sets")
     members = list(sets.values())
     mask = torch.stack([s.mask for s in members]).all(0)
-    return NeuronSet(mask, site=members[0].site, gated=members[0].gated)
+    return NeuronSet(mask, site=members[0].site, gated=members[0].gated,
+                     fingerprint=sets.meta.get("fingerprint"))

@@ -13,8 +13,16 @@ the entropy ``H`` of ``P`` normalised over groups (as in LAPE)::
     top=N:    each group keeps its N members of lowest H, over all layers (ties by index)
 
 ``k`` and ``k'`` need not be the same group. The ``⌊·⌋`` are the released code's ``int(...)``.
+
 The rule works on any site's statistics (MLP neurons too); it needs per-document counts,
 collected with ``collect(..., document_stats=True)`` on a corpus with one document per sequence.
+
+The document rule needs documents: every group must have enough that ``⌊example_rate ·
+n_docs⌋ >= 2`` (with the default 0.98, at least 3 documents). With fewer the rule is vacuous or
+nearly so: one document gives ``⌊0.98⌋ = 0`` (every unit passes), two give 1 (a unit active
+anywhere in the group passes), and since one group passing keeps a unit, a single such group
+turns the rule off for all. :func:`sae_lape` refuses such statistics instead of silently
+applying the token rule alone.
 
 Examples:
     >>> import lensneurons as ln
@@ -30,12 +38,14 @@ Examples:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 
 from lensneurons import _checks
 from lensneurons.detect._common import entropy, lowest, probabilities, provenance
-from lensneurons.errors import MissingStatisticError
+from lensneurons.errors import EmptyGroupError, MissingStatisticError
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.stats import ActivationStats
 
@@ -56,7 +66,8 @@ def sae_lape(
             (``collect(..., document_stats=True)``, or ``ActivationStats.from_counts`` with
             ``doc_counts`` and ``n_docs``).
         example_rate: a unit is kept only if, in some group, it is active in at least
-            ``⌊example_rate · n_docs⌋`` documents; in ``(0, 1]``.
+            ``⌊example_rate · n_docs⌋`` documents; in ``(0, 1]``. That must be at least 2
+            documents in every group (see the module).
         token_rate: ...and, in some group, on more than ``⌊token_rate · n_tokens⌋`` tokens; in
             ``[0, 1)``.
         ratio: a kept unit joins every group whose probability is at least ``ratio`` times its
@@ -72,6 +83,8 @@ def sae_lape(
 
     Raises:
         MissingStatisticError: ``stats`` hold no per-document counts.
+        EmptyGroupError: a group has too few documents for the document rule to mean
+            anything (``⌊example_rate · n_docs⌋ < 2``; with the default, fewer than 3).
         TooFewGroupsError: fewer than two groups.
         ParameterError: a rate or ratio out of its range (or NaN), ``top < 1``, a non-bool
             ``lang_specific``, or ``stats`` that are not :class:`ActivationStats`.
@@ -98,6 +111,7 @@ def sae_lape(
             "hold no per-document counts. Collect them with ln.collect(model, corpus, "
             "document_stats=True) on a corpus with one document per sequence (pack=False), or "
             "pass doc_counts= and n_docs= to ActivationStats.from_counts.")
+    _check_documents(stats.groups, stats.n_docs.tolist(), example_rate)
     docs_needed = torch.tensor([int(example_rate * n) for n in stats.n_docs.tolist()])
     tokens_over = torch.tensor([int(token_rate * n) for n in stats.n_tokens.tolist()])
     in_docs = rearrange(stats.active_docs >= docs_needed[:, None, None], "k l u -> l u k")
@@ -121,3 +135,29 @@ def sae_lape(
     gated = stats.meta.get("gated")
     return NeuronSets({g: NeuronSet(members[..., k], site=stats.site, gated=gated)
                        for k, g in enumerate(stats.groups)}, meta)
+
+
+#: Documents the rule must demand of a unit in every group: with fewer, one document suffices.
+MIN_DOCS_NEEDED = 2
+
+
+def _check_documents(groups: list[str], n_docs: list[int], example_rate: float) -> None:
+    """Refuse groups whose document rule would demand fewer than two documents."""
+    needed = [int(example_rate * n) for n in n_docs]
+    short = [k for k, need in enumerate(needed) if need < MIN_DOCS_NEEDED]
+    if not short:
+        return
+    least = max(1, math.floor(MIN_DOCS_NEEDED / example_rate))
+    while int(example_rate * least) < MIN_DOCS_NEEDED:
+        least += 1
+    k = short[0]
+    others = [groups[j] for j in short[1:]]
+    also = f" ({', '.join(map(repr, others))} too)" if others else ""
+    raise EmptyGroupError(
+        f"Group {groups[k]!r} has {n_docs[k]} document(s){also}, too few for SAE-LAPE's "
+        f"document rule: a unit passes it by being active in int({example_rate} x "
+        f"{n_docs[k]}) = {needed[k]} of them, so the rule cannot tell a unit that fires across "
+        "documents from one that fires once (and one group passing is enough). Collect at "
+        f"least {least} documents for every group (one text per sequence: "
+        "ln.collect(..., document_stats=True) on an unpacked corpus), or drop the group."
+    )

@@ -210,7 +210,8 @@ def ternary(
     return TernaryResult(
         specific=per_group(specific_mask, "specific"),
         related=per_group(related_mask, "related"),
-        general=NeuronSet(n_above == n_groups, site=stats.site, gated=gated),
+        general=NeuronSet(n_above == n_groups, site=stats.site, gated=gated,
+                          fingerprint=provenance(stats).get("fingerprint")),
         lam=float(lam),
         tau=tau,
         appear=appear,

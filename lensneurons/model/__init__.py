@@ -294,18 +294,14 @@ class ModelView:
         in bf16 on a GPU load against the same model in fp32 on a CPU).
         """
         mine = self.fingerprint()
-        for key in ("n_layers", "d_model", "d_mlp", "d_vocab"):
+        for key in _SIZES:
             if saved.get(key) != mine[key]:
                 raise ModelMismatchError(
                     f"{what} was made with a model with {key}={saved.get(key)} "
                     f"({saved.get('architecture')}), this one has {key}={mine[key]} "
                     f"({mine['architecture']}). Load it against the model it was made with."
                 )
-        saved_slice = torch.tensor(saved.get("embedding_slice", []), dtype=torch.float32)
-        mine_slice = torch.tensor(mine["embedding_slice"], dtype=torch.float32)
-        if saved_slice.shape != mine_slice.shape or not torch.allclose(
-            saved_slice, mine_slice, rtol=1e-2, atol=1e-3
-        ):
+        if not _same_slice(saved.get("embedding_slice"), mine["embedding_slice"]):
             raise ModelMismatchError(
                 f"{what} was made with a model of the same shape but other weights "
                 f"({saved.get('architecture')}). Load it against the model it was made with, "
@@ -313,4 +309,46 @@ class ModelView:
             )
 
 
-__all__ = ["ModelView", "boot", "check_bootable", "has_bridge", "hf_architecture", "tl_version"]
+_SIZES = ("n_layers", "d_model", "d_mlp", "d_vocab")
+
+
+def _same_slice(first: Any, second: Any) -> bool:
+    """Two embedding slices equal up to bf16 rounding (so bf16 and fp32 weights match)."""
+    try:
+        a = torch.tensor(first if first is not None else [], dtype=torch.float32)
+        b = torch.tensor(second if second is not None else [], dtype=torch.float32)
+    except (TypeError, ValueError):
+        return False
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-2, atol=1e-3))
+
+
+def same_fingerprint(first: Any, second: Any) -> bool:
+    """Whether two fingerprints (:meth:`ModelView.fingerprint`) can name one model.
+
+    The tolerance of :meth:`ModelView.check_fingerprint`: sizes equal, the embedding slices
+    equal up to bf16 rounding (the same weights in bf16 and fp32 match, other weights do not),
+    and the SAE digests equal where both record one. A missing fingerprint matches anything
+    (results built by hand carry none); something that is not a fingerprint matches only itself.
+
+    Examples:
+        >>> a = {"n_layers": 2, "embedding_slice": [[0.1234567, -2.0]]}
+        >>> same_fingerprint(a, {"n_layers": 2, "embedding_slice": [[0.1235, -2.0]]})  # bf16
+        True
+        >>> same_fingerprint(a, {"n_layers": 2, "embedding_slice": [[0.5, -2.0]]})
+        False
+        >>> same_fingerprint(a, None)
+        True
+    """
+    if not first or not second or first is second:
+        return True
+    if not isinstance(first, dict) or not isinstance(second, dict):
+        return bool(first == second)
+    if any(first.get(key) != second.get(key) for key in _SIZES):
+        return False
+    if first.get("sae") and second.get("sae") and first["sae"] != second["sae"]:
+        return False
+    return _same_slice(first.get("embedding_slice"), second.get("embedding_slice"))
+
+
+__all__ = ["ModelView", "boot", "check_bootable", "has_bridge", "hf_architecture",
+           "same_fingerprint", "tl_version"]

@@ -1,5 +1,12 @@
 """One neuron set: a mask ``[layer, unit]`` on a site; its algebra, layer selection, shape check.
 
+A set detected by lensneurons (``sets["fr"]`` of ``ln.lape(stats)``) carries the fingerprint of
+the model its statistics came from (on SAE sites also the digest of the SAE weights), kept
+through saving and loading; wherever a model is given (``deactivate(..., model=m)``,
+``steer(..., model=m)``, ``check_model``) the set is refused on another model with
+:class:`~lensneurons.errors.ModelMismatchError`, even one of the same shape. A set built by hand
+from a mask or index lists carries none and fits any model of its shape.
+
 Examples:
     >>> import torch
     >>> from lensneurons.neurons import NeuronSet
@@ -19,10 +26,11 @@ from jaxtyping import Bool, Int, Shaped
 
 from lensneurons.errors import (
     LayerIndexError,
+    ModelMismatchError,
     ParameterError,
     ShapeMismatchError,
 )
-from lensneurons.model import ModelView
+from lensneurons.model import ModelView, same_fingerprint
 
 # One layer's unit indices: ints, or an empty tensor of any dtype (``torch.tensor([])``).
 UnitIndices = Sequence[int] | Int[torch.Tensor, " _n"] | Shaped[torch.Tensor, " 0"]
@@ -36,11 +44,15 @@ class NeuronSet:
         site: the site the units belong to.
         gated: whether the model's MLP is gated, when known (detectors copy it from the
             statistics); interventions that set or add activation values need it, or a model.
+        fingerprint: the fingerprint of the model the set was detected on
+            (:meth:`ModelView.fingerprint`, plus ``"sae"``, the SAE digest, on SAE sites), or
+            ``None`` for a set that fits any model of its shape. :class:`NeuronSets` gives its
+            sets the fingerprint it records.
     """
 
     def __init__(
         self, mask: Bool[torch.Tensor, "layer unit"], *, site: str = "mlp",
-        gated: bool | None = None,
+        gated: bool | None = None, fingerprint: dict[str, Any] | None = None,
     ) -> None:
         if mask.dim() != 2:
             raise ShapeMismatchError(
@@ -49,6 +61,17 @@ class NeuronSet:
         self.mask = mask.to(torch.bool).cpu()
         self.site = site
         self.gated = gated
+        self.fingerprint = fingerprint if isinstance(fingerprint, dict) and fingerprint else None
+
+    def with_fingerprint(self, fingerprint: dict[str, Any] | None) -> NeuronSet:
+        """The same units recording ``fingerprint`` (``None``: the set fits any model of its shape).
+
+        Examples:
+            >>> s = NeuronSet(torch.ones(2, 4, dtype=torch.bool)).with_fingerprint({"n_layers": 2})
+            >>> s.fingerprint, s.with_fingerprint(None).fingerprint
+            ({'n_layers': 2}, None)
+        """
+        return NeuronSet(self.mask, site=self.site, gated=self.gated, fingerprint=fingerprint)
 
     @classmethod
     def from_mask(
@@ -142,7 +165,9 @@ class NeuronSet:
                 f"on {other.site!r}."
             )
         gated = self.gated if self.gated is not None else other.gated
-        return NeuronSet(op(self.mask, other.mask), site=self.site, gated=gated)
+        fingerprint = common_fingerprint([self.fingerprint, other.fingerprint], "combine")
+        return NeuronSet(op(self.mask, other.mask), site=self.site, gated=gated,
+                         fingerprint=fingerprint)
 
     def __or__(self, other: NeuronSet) -> NeuronSet:
         return self._combine(other, torch.logical_or)
@@ -154,11 +179,19 @@ class NeuronSet:
         return self._combine(other, lambda a, b: a & ~b)
 
     def check_model(self, model: Any) -> None:
-        """Raise :class:`ShapeMismatchError` unless the set fits ``model``'s site."""
+        """Raise unless the set fits ``model``'s site and, when it records one, was made on it.
+
+        Raises:
+            ShapeMismatchError: the set does not fit the model's site.
+            ModelMismatchError: the set was detected on another model (or, on an SAE site, with
+                other SAE weights than those registered now).
+        """
         from lensneurons.sites import get_site
 
-        site = get_site(ModelView(model), self.site)
+        view = ModelView(model)
+        site = get_site(view, self.site)
         check_shape(self.shape, (site.n_layers, site.width), f"site {self.site!r}")
+        check_provenance(self.fingerprint, view, self.site, "This neuron set")
 
     def resolve_layers(self, layers: Iterable[int] | int | None) -> list[int]:
         """The layers ``layers`` names, as sorted indices ``0..n_layers-1``.
@@ -212,6 +245,55 @@ def check_shape(found: tuple[int, int], expected: tuple[int, int], what: str) ->
         )
 
 
+def common_fingerprint(fingerprints: Iterable[dict[str, Any] | None],
+                       action: str) -> dict[str, Any] | None:
+    """The one fingerprint the given ones share (``None`` when none is recorded).
+
+    Raises:
+        ModelMismatchError: two of them name different models.
+    """
+    found: dict[str, Any] | None = None
+    for fingerprint in fingerprints:
+        if not isinstance(fingerprint, dict) or not fingerprint:
+            continue
+        if found is None:
+            found = fingerprint
+        elif not same_fingerprint(found, fingerprint):
+            raise ModelMismatchError(
+                f"Cannot {action} neuron sets detected on different models "
+                f"({found.get('architecture')} and {fingerprint.get('architecture')}, or other "
+                "weights or SAEs). Use sets detected on one model."
+            )
+    return found
+
+
+_SET_ADVICE = ("Use sets detected on this model (ln.lape(ln.collect(model, corpus))); to apply "
+               "these units to this model knowingly, drop the record first: "
+               "s.with_fingerprint(None).")
+
+
+def check_provenance(fingerprint: dict[str, Any] | None, view: ModelView, site: str,
+                     what: str, *, advice: str = _SET_ADVICE) -> None:
+    """Raise unless ``fingerprint`` (if any) names ``view``'s model and the SAEs of ``site``.
+
+    ``advice`` ends the message (what to do); the default is for neuron sets.
+
+    Raises:
+        ModelMismatchError: the fingerprint names another model, or other SAE weights.
+    """
+    if not isinstance(fingerprint, dict) or not fingerprint:
+        return
+    try:
+        view.check_fingerprint(fingerprint, what)
+    except ModelMismatchError as err:
+        found = str(err).split(". ")[0]
+        raise ModelMismatchError(f"{found}. {advice}") from None
+    if site.startswith("sae:"):
+        from lensneurons.sae.site import check_sae_digest
+
+        check_sae_digest(site, fingerprint, what)
+
+
 def random_like(neurons: NeuronSet, seed: int = 0, *, disjoint: bool = True) -> NeuronSet:
     """A random set with the same units per layer as ``neurons``, disjoint from it.
 
@@ -251,4 +333,5 @@ def random_like(neurons: NeuronSet, seed: int = 0, *, disjoint: bool = True) -> 
                 )
             pool = torch.arange(neurons.shape[1])
         mask[layer, pool[torch.randperm(len(pool), generator=generator)[:count]]] = True
-    return NeuronSet(mask, site=neurons.site, gated=neurons.gated)
+    return NeuronSet(mask, site=neurons.site, gated=neurons.gated,
+                     fingerprint=neurons.fingerprint)

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from lensneurons._checks import group_label
 from lensneurons._io import load_result, save_result
 from lensneurons.errors import (
     CorruptResultError,
@@ -29,7 +30,12 @@ from lensneurons.errors import (
     UnknownGroupError,
 )
 from lensneurons.model import ModelView
-from lensneurons.neurons.neuron_set import NeuronSet, UnitIndices
+from lensneurons.neurons.neuron_set import (
+    NeuronSet,
+    UnitIndices,
+    check_provenance,
+    common_fingerprint,
+)
 
 
 class NeuronSets(Mapping[str, NeuronSet]):
@@ -38,6 +44,13 @@ class NeuronSets(Mapping[str, NeuronSet]):
     Args:
         sets: ``{group: NeuronSet}``, all of one shape and site.
         meta: provenance (method, parameters, thresholds, model fingerprint).
+
+    The model fingerprint is shared: ``meta["fingerprint"]`` (the record of the whole collection,
+    as detectors write it) or, without one, the fingerprint the sets carry goes to every set, so
+    ``sets["fr"]`` alone is still refused on another model, and a saved and loaded set keeps it.
+
+    Raises:
+        ModelMismatchError: the sets carry fingerprints of different models.
     """
 
     def __init__(self, sets: Mapping[str, NeuronSet], meta: dict[str, Any] | None = None) -> None:
@@ -54,8 +67,17 @@ class NeuronSets(Mapping[str, NeuronSet]):
         if len(shapes) > 1:
             raise ShapeMismatchError(f"All neuron sets must share shape and site; got {shapes}.")
         self.meta = dict(meta or {})
+        recorded = self.meta.get("fingerprint")
+        fingerprint = common_fingerprint(
+            [recorded, *(s.fingerprint for s in self._sets.values())], "group")
+        if fingerprint is not None:
+            self.meta.setdefault("fingerprint", fingerprint)
+            self._sets = {g: s if s.fingerprint is fingerprint else s.with_fingerprint(fingerprint)
+                          for g, s in self._sets.items()}
 
     def __getitem__(self, group: str) -> NeuronSet:
+        if group not in self._sets and isinstance(group, str) and group.strip():
+            group = group_label(group)  # "français" typed in NFD names the NFC group
         if group not in self._sets:
             raise UnknownGroupError(f"No neuron set for {group!r}; groups: {list(self._sets)}.")
         return self._sets[group]
@@ -82,7 +104,8 @@ class NeuronSets(Mapping[str, NeuronSet]):
         """Units that belong to at least one group."""
         sets = list(self._sets.values())
         mask = torch.stack([s.mask for s in sets]).any(0)
-        return NeuronSet(mask, site=sets[0].site, gated=sets[0].gated)
+        return NeuronSet(mask, site=sets[0].site, gated=sets[0].gated,
+                         fingerprint=sets[0].fingerprint)
 
     def summary(self) -> pd.DataFrame:
         """Units per group (rows) and layer (columns), with a ``total`` column."""
@@ -111,7 +134,8 @@ class NeuronSets(Mapping[str, NeuronSet]):
     def exclusive(self) -> NeuronSets:
         """Each group's units that no other group holds."""
         counts = torch.stack([s.mask for s in self._sets.values()]).sum(0)
-        return NeuronSets({g: NeuronSet(s.mask & (counts == 1), site=s.site, gated=s.gated)
+        return NeuronSets({g: NeuronSet(s.mask & (counts == 1), site=s.site, gated=s.gated,
+                                        fingerprint=s.fingerprint)
                            for g, s in self._sets.items()}, {**self.meta, "exclusive": True})
 
     def plot_layers(self, *, ax: Any = None, stacked: bool = True) -> Any:
@@ -121,11 +145,27 @@ class NeuronSets(Mapping[str, NeuronSet]):
         return plot_layer_histogram(self.summary().drop(columns="total"), ax=ax, stacked=stacked)
 
     def check_model(self, model: Any) -> None:
-        """Raise unless every set fits ``model`` (and, when recorded, was made on it)."""
-        for s in self._sets.values():
-            s.check_model(model)
-        if "fingerprint" in self.meta:
-            ModelView(model).check_fingerprint(self.meta["fingerprint"], "These neuron sets")
+        """Raise unless every set fits ``model`` (and, when recorded, was made on it).
+
+        Raises:
+            ShapeMismatchError: the sets do not fit the model's site.
+            ModelMismatchError: the sets were detected on another model (or other SAE weights).
+        """
+        from lensneurons.neurons.neuron_set import check_shape
+        from lensneurons.sites import get_site
+
+        view = ModelView(model)
+        first = next(iter(self._sets.values()))
+        site = get_site(view, first.site)
+        check_shape(first.shape, (site.n_layers, site.width), f"site {first.site!r}")
+        checked: list[int] = []
+        for s in self._sets.values():  # one check per distinct record (usually one)
+            if s.fingerprint is not None and id(s.fingerprint) not in checked:
+                check_provenance(s.fingerprint, view, first.site, "The NeuronSets")
+                checked.append(id(s.fingerprint))
+        recorded = self.meta.get("fingerprint")
+        if isinstance(recorded, dict) and id(recorded) not in checked:
+            check_provenance(recorded, view, first.site, "The NeuronSets")
 
     def to_index_lists(self) -> dict[str, list[list[int]]]:
         """The papers' format: ``{group: [[unit indices] for each layer]}``."""

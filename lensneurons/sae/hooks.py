@@ -37,7 +37,7 @@ from jaxtyping import Float
 from lensneurons.errors import EmptyInterventionWarning
 from lensneurons.neurons import NeuronSet, check_shape
 from lensneurons.sae.sae import SAE
-from lensneurons.sae.site import checked, get_sae_site, registered
+from lensneurons.sae.site import check_sae_digest, checked, get_sae_site, registered
 from lensneurons.sites import flatten_heads, unflatten_heads
 
 
@@ -55,6 +55,11 @@ class LatentHook:
 
     def __repr__(self) -> str:
         return f"LatentHook({self.sae.name!r}: {self.edit!r})"
+
+    @property
+    def positions(self) -> Any:
+        """The positions the edit acts on (``None``: all), as on the package's neuron hooks."""
+        return getattr(self.edit, "positions", None)
 
     def __call__(self, x: Float[torch.Tensor, "batch pos *shape"], *,
                  hook: Any) -> Float[torch.Tensor, "batch pos *shape"]:
@@ -79,11 +84,13 @@ def latent_hooks(neurons: NeuronSet, op: str, values: torch.Tensor, *,
     Raises:
         UnknownSiteError: the set's SAE site is not registered (or ``model`` lacks its hooks).
         ShapeMismatchError: the set does not fit the site's SAEs.
+        ModelMismatchError: the set records other SAE weights than those registered now.
     """
     from lensneurons.interventions import NeuronHook
 
     group = registered(neurons.site)
     check_shape(neurons.shape, (len(group), group[0].d_sae), f"site {neurons.site!r}")
+    check_sae_digest(neurons.site, neurons.fingerprint, "This latent set")
     if model is not None:
         from lensneurons.model import ModelView
 

@@ -20,6 +20,7 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -91,6 +92,7 @@ class SAE:
         self.name = name or hook_name
         self.cfg = dict(cfg or {})
         self._on: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._digest: str | None = None
 
     def __repr__(self) -> str:
         kind = f"top-{self.k}" if self.activation == "topk" else self.activation
@@ -111,6 +113,30 @@ class SAE:
         """The block the hook belongs to (``None`` for hooks outside the blocks)."""
         found = _BLOCK.match(self.hook_name)
         return None if found is None else int(found.group(1))
+
+    @property
+    def digest(self) -> str:
+        """A short sha256 of what the SAE computes: hook, activation, ``k`` and every weight.
+
+        Statistics and neuron sets on an SAE site record it, so a set is refused when other
+        weights are registered under its site's name. Computed once (the weights are treated as
+        fixed once the SAE is built).
+
+        Examples:
+            >>> import lensneurons as ln
+            >>> len(ln.SAE.load(ln.sae.ORGANISM_SAE).digest)
+            16
+        """
+        if self._digest is None:
+            found = hashlib.sha256(json.dumps(
+                [self.hook_name, self.activation, self.k, self.apply_b_dec_to_input]).encode())
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+                tensor = getattr(self, name)
+                found.update(name.encode())
+                if tensor is not None:
+                    found.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+            self._digest = found.hexdigest()[:16]
+        return self._digest
 
     @property
     def elementwise(self) -> bool:

@@ -9,6 +9,12 @@ and the intervention factories edit latents (:func:`latent_hooks`).
 The site's "layers" are its SAEs, in forward order: layer ``i`` of the statistics and of the
 neuron sets is the ``i``-th SAE (a single SAE gives one layer), its units are that SAE's latents.
 
+A site is known by its name only within one Python process, so statistics collected on it record
+the digest of its SAEs' weights (:attr:`SAE.digest`) in their model fingerprint (``"sae"``),
+which detectors pass on to their neuron sets and saving keeps. Latent interventions compare it
+with the SAEs registered under the name now and refuse other weights with
+:class:`~lensneurons.errors.ModelMismatchError`.
+
 Examples:
     >>> import lensneurons as ln
     >>> model = ln.organism.load()
@@ -22,13 +28,19 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
 
-from lensneurons.errors import ParameterError, ShapeMismatchError, UnknownSiteError
+from lensneurons.errors import (
+    ModelMismatchError,
+    ParameterError,
+    ShapeMismatchError,
+    UnknownSiteError,
+)
 from lensneurons.model import ModelView
 from lensneurons.sae.sae import SAE
 from lensneurons.sites import Site, flatten_heads
@@ -49,7 +61,7 @@ def sae_site(saes: SAE | Sequence[SAE], name: str | None = None, *,
         saes: one SAE, or one per block (same number of latents, blocks in increasing order).
         name: the site's name after ``"sae:"`` (default: the first SAE's ``name``).
         replace: register other SAEs under a name already taken (statistics and sets made with
-            the old ones then refer to the new ones).
+            the old ones record their digest and are refused on the new ones).
 
     Raises:
         ParameterError: no SAE, SAEs of different widths or out of block order, or ``name`` taken
@@ -97,6 +109,40 @@ def registered(site: str) -> tuple[SAE, ...]:
     return group
 
 
+def saes_digest(saes: Sequence[SAE]) -> str:
+    """One SAE's :attr:`SAE.digest`, or a digest of the digests of several, in block order."""
+    if len(saes) == 1:
+        return saes[0].digest
+    return hashlib.sha256(" ".join(s.digest for s in saes).encode()).hexdigest()[:16]
+
+
+def site_digest(site: str) -> str | None:
+    """The digest of the SAEs registered as ``site`` now (``None``: nothing registered)."""
+    group = _REGISTRY.get(site.removeprefix(PREFIX))
+    return None if group is None else saes_digest(group)
+
+
+def check_sae_digest(site: str, fingerprint: dict | None, what: str) -> None:
+    """Raise unless the SAEs registered as ``site`` are the ones ``fingerprint`` records.
+
+    Nothing to check when the fingerprint records no SAE (sets built by hand, results saved
+    before SAE digests) or nothing is registered (using the site raises then).
+
+    Raises:
+        ModelMismatchError: other SAE weights are registered under the site's name.
+    """
+    recorded = fingerprint.get("sae") if isinstance(fingerprint, dict) else None
+    current = site_digest(site)
+    if recorded is None or current is None or recorded == current:
+        return
+    raise ModelMismatchError(
+        f"{what} was made with other SAE weights (digest {recorded}) than the SAE registered "
+        f"now as {site!r} (digest {current}). Register the SAE it was made with: "
+        f"ln.sae_site(ln.SAE.load(its_folder), name={site.removeprefix(PREFIX)!r}, "
+        "replace=True), or collect and detect again on the SAE registered now."
+    )
+
+
 @dataclass(frozen=True)
 class SAESite(Site):
     """A site whose units are the latents of one SAE per layer of the site."""
@@ -107,6 +153,10 @@ class SAESite(Site):
     def n_layers(self) -> int:
         """One layer per SAE."""
         return len(self.saes)
+
+    def identity(self) -> dict[str, str]:
+        """The digest of the SAEs: the site's name means nothing outside this process."""
+        return {"sae": saes_digest(self.saes)}
 
     def layer_device(self, layer: int) -> torch.device:
         """The device of the block the ``layer``-th SAE reads."""

@@ -1,5 +1,7 @@
 """Steering and what it does to what a model says.
 
+* :func:`generate`: continuations under hooks, with the KV cache only where
+  :func:`check_kv_cache` proved it equal to the forward pass;
 * :func:`forcing_rate`: the share of continuations in a target language, with a Wilson interval,
   on any prompts or the package's questions (:func:`forcing_prompts`, cut at :data:`STOP`);
 * :func:`steering_shift`: the language steering shift (LSS) over premise/answer items, with the
@@ -15,7 +17,7 @@ Examples:
     True
 """
 
-from lensneurons.steering._generate import generate
+from lensneurons.steering._generate import KVCacheCheck, check_kv_cache, decoding_mode, generate
 from lensneurons.steering.amplification import amplification_values, amplify_to
 from lensneurons.steering.fallback import (
     FallbackResult,
@@ -40,12 +42,15 @@ __all__ = [
     "STOP",
     "FallbackResult",
     "ForcingResult",
+    "KVCacheCheck",
     "ShiftItem",
     "ShiftResult",
     "SweepResult",
     "amplification_values",
     "amplify_to",
     "answer_differences",
+    "check_kv_cache",
+    "decoding_mode",
     "fallback",
     "forcing_prompts",
     "forcing_rate",

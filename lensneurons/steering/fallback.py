@@ -64,7 +64,8 @@ def layer_steps(neurons: NeuronSet, n_groups: int = 4, *,
         mask[group] = neurons.mask[group]
         seen.extend(int(layer) for layer in group)
         label = f"layers {min(seen)}-{max(seen)}"
-        steps[label] = NeuronSet(mask.clone(), site=neurons.site, gated=neurons.gated)
+        steps[label] = NeuronSet(mask.clone(), site=neurons.site, gated=neurons.gated,
+                                 fingerprint=neurons.fingerprint)
     return steps
 
 
@@ -93,7 +94,8 @@ def quantile_steps(neurons: NeuronSet, scores: Float[torch.Tensor, "layer unit"]
         mask = torch.zeros(neurons.mask.numel(), dtype=torch.bool)
         mask[order[:max(1, round(share * len(order)))]] = True
         steps[f"top {share:.0%}"] = NeuronSet(mask.view_as(neurons.mask), site=neurons.site,
-                                             gated=neurons.gated)
+                                             gated=neurons.gated,
+                                             fingerprint=neurons.fingerprint)
     return steps
 
 
@@ -109,6 +111,12 @@ def language_steps(sets: NeuronSets, order: Sequence[str]) -> dict[str, NeuronSe
     return steps
 
 
+#: The label of :func:`fallback`'s first row, the continuations without intervention.
+BASELINE = "none"
+#: Step labels :func:`fallback` refuses, since its own rows use them.
+RESERVED_STEPS = frozenset({BASELINE})
+
+
 @dataclass(frozen=True)
 class FallbackResult:
     """Languages of the continuations at each step.
@@ -118,11 +126,13 @@ class FallbackResult:
             share of the continuations.
         n_units: units switched off at each step.
         generations: per step, the continuations.
+        decoding: per step, how they were decoded (``"kv-cache"`` or ``"full-forward"``).
     """
 
     shares: pd.DataFrame
     n_units: pd.Series
     generations: dict[str, list[str]] = field(repr=False)
+    decoding: dict[str, str] = field(repr=False, default_factory=dict)
 
     def dominant(self) -> pd.Series:
         """The most frequent language at each step (``"unknown"`` included)."""
@@ -163,7 +173,8 @@ def fallback(
         model: a TransformerLens model.
         prompts: prompts, usually in the language being switched off.
         steps: ordered ``label -> NeuronSet`` (from :func:`layer_steps`, :func:`quantile_steps`
-            or :func:`language_steps`); a step ``"none"`` without intervention comes first.
+            or :func:`language_steps`); a step ``"none"`` without intervention comes first,
+            so no step of ``steps`` may be named ``"none"``.
         max_new_tokens: tokens per continuation.
         batch_size: sequences per generation call.
         languages: restrict the identifier to these languages.
@@ -172,29 +183,36 @@ def fallback(
         **generate_kwargs: passed to ``model.generate``.
 
     Raises:
-        ParameterError: no steps, or a step that is not a NeuronSet.
+        ParameterError: no steps, a step that is not a NeuronSet, or one named ``"none"``.
         ShapeMismatchError: a set that does not fit ``model``.
     """
     if not isinstance(steps, Mapping) or not steps:
         raise ParameterError("steps must be a non-empty mapping label -> NeuronSet; build it "
                              "with ln.steering.layer_steps(sets['fr']).")
     for label, neurons in steps.items():
+        if label in RESERVED_STEPS:
+            raise ParameterError(
+                f"A step is named {label!r}, the name of the baseline row (no intervention) "
+                f"that fallback adds itself; it would overwrite that row. Rename the step "
+                f"(e.g. {label + ' (mine)'!r}), and leave the baseline out of steps."
+            )
         if not isinstance(neurons, NeuronSet):
             raise ParameterError(f"Step {label!r} is {type(neurons).__name__}, not a NeuronSet.")
         neurons.check_model(model)
     if languages is not None:
-        languages = [langid.check_language(code) for code in languages]
-    counts, texts, units = {}, {}, {"none": 0}
-    plan = [("none", None), *steps.items()]
+        languages = sorted(langid.check_candidates(languages))  # before any generation
+    counts, texts, units, decoding = {}, {}, {BASELINE: 0}, {}
+    plan = [(BASELINE, None), *steps.items()]
     for label, neurons in tqdm(plan, desc="fallback", disable=not progress):
         hooks = [] if neurons is None else deactivate(neurons, model=model)
         continuations = generate(model, prompts, hooks, max_new_tokens=max_new_tokens,
                                  batch_size=batch_size, stop=stop, **generate_kwargs)
         texts[label] = [text for per_prompt in continuations for text in per_prompt]
+        decoding[label] = continuations.decoding
         found = langid.identify(texts[label], languages=languages)
         counts[label] = pd.Series(found, dtype=str).value_counts(normalize=True)
         if neurons is not None:
             units[label] = len(neurons)
     shares = pd.DataFrame(counts).T.fillna(0.0)
     shares = shares[shares.sum().sort_values(ascending=False).index]
-    return FallbackResult(shares, pd.Series(units, name="n_units"), texts)
+    return FallbackResult(shares, pd.Series(units, name="n_units"), texts, decoding)

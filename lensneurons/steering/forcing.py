@@ -63,6 +63,10 @@ class ForcingResult:
         generations: the continuations (prompt text not included).
         languages: the identified language of each (``"unknown"`` when too short to tell).
         seconds: wall time spent generating and identifying.
+        decoding: how the continuations were decoded: ``"kv-cache"`` (checked against the
+            forward pass, :func:`~lensneurons.steering.check_kv_cache`) or ``"full-forward"``.
+        do_sample: whether they were sampled (else greedy).
+        seed: the sampling seed.
     """
 
     target: str
@@ -74,6 +78,9 @@ class ForcingResult:
     generations: list[str] = field(repr=False)
     languages: list[str] = field(repr=False)
     seconds: dict[str, float] = field(repr=False, default_factory=dict)
+    decoding: str = "kv-cache"
+    do_sample: bool = False
+    seed: int = 0
 
     def table(self) -> pd.DataFrame:
         """One row per continuation: prompt, generation, language, on_target."""
@@ -102,6 +109,7 @@ def forcing_rate(
     languages: Sequence[str] | None = None,
     stop: Sequence[str] = (),
     progress: bool = False,
+    use_past_kv_cache: bool | None = None,
     **generate_kwargs: Any,
 ) -> ForcingResult:
     r"""Share of the model's continuations in ``target`` while ``fwd_hooks`` are active.
@@ -122,14 +130,20 @@ def forcing_rate(
         stop: cut continuations before the first of these strings; the language-forcing test
             cuts at the next question (``["\nQ:", "\nA:"]``).
         progress: show a progress bar.
-        **generate_kwargs: passed to ``model.generate`` (e.g. ``repetition_penalty=1.1``).
+        use_past_kv_cache: ``None``: the KV cache only where it was proven to reproduce the
+            forward pass (:func:`~lensneurons.steering.decoding_mode`); ``False``: the full
+            forward at every step; ``True``: the cache, refused where it disagrees.
+        **generate_kwargs: passed to ``model.generate`` (e.g. ``temperature=0.7``,
+            ``stop_at_eos=False``).
 
     Returns:
         A :class:`ForcingResult`; ``.table()`` shows every continuation and its language.
 
     Raises:
         UnknownLanguageError: the identifier does not know ``target`` (before generating).
-        ParameterError: no prompts, ``max_new_tokens=0``, malformed hooks.
+        ParameterError: no prompts, ``max_new_tokens=0``, malformed hooks, ``languages`` that
+            leave the identifier a single answer, an option ``model.generate`` does not take.
+        KVCacheError: ``use_past_kv_cache=True`` where the cache disagrees with the forward.
         ShapeMismatchError: hooks built for another model (at registration).
     """
     target = langid.check_language(target)
@@ -137,11 +151,12 @@ def forcing_rate(
         languages = [langid.check_language(code) for code in languages]
         if target not in languages:
             languages.append(target)
+        langid.check_candidates(languages)
     started = time.perf_counter()
     continuations = generate(model, prompts, fwd_hooks, max_new_tokens=max_new_tokens,
                              do_sample=do_sample, n_samples=n_samples, seed=seed,
                              batch_size=batch_size, stop=stop, progress=progress,
-                             **generate_kwargs)
+                             use_past_kv_cache=use_past_kv_cache, **generate_kwargs)
     generated = time.perf_counter()
     flat = [text for per_prompt in continuations for text in per_prompt]
     found = langid.identify(flat, languages=languages)
@@ -154,4 +169,5 @@ def forcing_rate(
                  for _ in per_prompt],
         generations=flat, languages=found,
         seconds={"generate": generated - started, "identify": done - generated},
+        decoding=continuations.decoding, do_sample=bool(do_sample), seed=seed,
     )

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from lensneurons._checks import hook_list, positive_int
+from lensneurons import langid
+from lensneurons._checks import hook_list, positive_int, real
 from lensneurons.errors import InvalidTextError, ParameterError, UnknownLanguageError
 from lensneurons.model import ModelView
 from lensneurons.steering.forcing import wilson_interval
@@ -104,17 +105,28 @@ def shift_languages() -> list[str]:
 def shift_items(base: str, target: str) -> list[ShiftItem]:
     """The shipped facts as LSS items: premises in ``base``, answers in ``base`` and ``target``.
 
+    Language codes are spelled as :func:`lensneurons.forcing_rate` takes them
+    (:func:`lensneurons.langid.normalize`): ``"FR"``, ``"fr_FR"``, ``"fra"`` are ``"fr"``.
+
     Raises:
         UnknownLanguageError: a language the facts are not written in.
-        ParameterError: ``base == target`` (nothing can shift).
+        ParameterError: ``base == target`` (nothing can shift), or a code is not a string.
+
+    Examples:
+        >>> shift_items("EN", "fr-FR") == shift_items("en", "fr")
+        True
     """
     known = shift_languages()
+    codes = []
     for code in (base, target):
-        if code not in known:
+        normalized = langid.normalize(code)
+        if normalized not in known:
             raise UnknownLanguageError(
                 f"The shipped facts have no language {code!r}; they cover {known}. Write "
                 "ShiftItem(premise, base, target) items for other languages."
             )
+        codes.append(normalized)
+    base, target = codes
     if base == target:
         raise ParameterError(f"base and target are both {base!r}; choose two languages.")
     sep = _facts()["languages"][base]["separator"]
@@ -198,18 +210,40 @@ def steering_shift(
             deterministic (some GPU kernels) from counting as a shift.
 
     Raises:
-        ParameterError: no items, malformed items or hooks, a baseline of another length.
+        ParameterError: no items, malformed items or hooks, a baseline of another length or
+            with a NaN or infinite value, a tolerance that is not a finite number.
     """
     items = check_items(items)
     batch_size = positive_int(batch_size, "batch_size")
+    tolerance = real(tolerance, "tolerance")
     d0 = answer_differences(model, items, batch_size=batch_size) if baseline is None else \
-        np.asarray(baseline, dtype=np.float64)
-    if d0.shape != (len(items),):
-        raise ParameterError(f"baseline has shape {d0.shape}; it needs one value per item "
-                             f"({len(items)}).")
+        _baseline(baseline, len(items))
     d1 = answer_differences(model, items, fwd_hooks, batch_size=batch_size)
     shifts = d1 - d0
     hits = int((shifts > tolerance).sum())
     low, high = wilson_interval(hits, len(items))
     return ShiftResult(score=hits / len(items), low=low, high=high,
                        mean_shift=float(shifts.mean()), d0=d0, d1=d1, items=items)
+
+
+def _baseline(baseline: Any, n_items: int) -> np.ndarray:
+    """A given ``D0`` as float64, one finite value per item."""
+    try:
+        d0 = np.asarray(baseline, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError(
+            f"baseline must be numbers, one per item (ShiftResult.d0 of an earlier run), got "
+            f"{type(baseline).__name__}."
+        ) from None
+    if d0.shape != (n_items,):
+        raise ParameterError(f"baseline has shape {d0.shape}; it needs one value per item "
+                             f"({n_items}).")
+    bad = ~np.isfinite(d0)
+    if bad.any():
+        raise ParameterError(
+            f"baseline holds {int(bad.sum())} NaN or infinite values (item "
+            f"{int(bad.argmax())}: {d0[bad.argmax()]!r}); a shift from them is meaningless. "
+            "Pass the d0 of an earlier steering_shift on the same items, or baseline=None to "
+            "compute it."
+        )
+    return d0

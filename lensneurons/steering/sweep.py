@@ -38,10 +38,11 @@ from tqdm.auto import tqdm
 
 from lensneurons import langid
 from lensneurons._checks import hook_list, rate
-from lensneurons._io import check_writable, load_result, save_result
+from lensneurons._io import check_writable, environment, load_result, save_result
 from lensneurons.corpus import Corpus
-from lensneurons.errors import ParameterError, SweepInterrupted
+from lensneurons.errors import CorruptResultError, ParameterError, SweepInterrupted
 from lensneurons.evaluate import perplexity
+from lensneurons.steering._generate import decoding_mode
 from lensneurons.steering.forcing import forcing_rate
 from lensneurons.steering.shift import answer_differences, check_items, steering_shift
 
@@ -59,12 +60,15 @@ class SweepResult:
         baseline: the same measurements without the intervention.
         target: the forcing target, if any.
         generations: per value, the continuations of the prompts.
+        environment: where the sweep ran (package versions, threads, CPU instruction set or GPU,
+            the model's dtype and device); a loaded result holds the one its file records.
     """
 
     table: pd.DataFrame
     baseline: dict[str, float]
     target: str | None = None
     generations: dict[float, list[str]] = field(default_factory=dict, repr=False)
+    environment: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def best(self) -> float:
         """The value with the highest LSS (ties: larger mean shift, then smaller value)."""
@@ -115,16 +119,39 @@ class SweepResult:
             "values": [float(v) for v in self.table.index], "columns": list(self.table.columns),
             "baseline": self.baseline, "target": self.target,
             "generations": [[float(v), texts] for v, texts in self.generations.items()],
-        }, overwrite=overwrite)
+        }, overwrite=overwrite, model=self.environment or None)
 
     @classmethod
     def load(cls, path: str | Path) -> SweepResult:
-        """Read what :meth:`save` wrote."""
+        """Read what :meth:`save` wrote.
+
+        Raises:
+            ResultNotFoundError: no sweep at ``path``.
+            CorruptResultError: the files are damaged or were edited (e.g. a values list that no
+                longer matches the table).
+        """
         tensors, meta = load_result(path, "sweep")
-        table = pd.DataFrame(tensors["table"].numpy(), columns=meta["columns"],
-                             index=pd.Index(meta["values"], name="value"))
-        return cls(table, meta["baseline"], meta["target"],
-                   {float(v): texts for v, texts in meta["generations"]})
+        table, values, columns = tensors.get("table"), meta.get("values"), meta.get("columns")
+        generations, baseline = meta.get("generations", []), meta.get("baseline")
+        rows = (len(values), len(columns)) if isinstance(values, list) and isinstance(
+            columns, list) else None
+        if (table is None or rows is None or tuple(table.shape) != rows
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           for v in values)
+                or not isinstance(baseline, dict) or not isinstance(generations, list)
+                or not all(isinstance(g, list) and len(g) == 2 for g in generations)):
+            shape = None if table is None else tuple(table.shape)
+            raise CorruptResultError(
+                f"The sweep in {path} is damaged: its table has shape {shape} but its JSON "
+                f"lists {rows[0] if rows else '?'} values and {rows[1] if rows else '?'} "
+                "columns (or its baseline or generations are malformed). Run the sweep again "
+                "(out= saves it after every value)."
+            )
+        frame = pd.DataFrame(table.numpy(), columns=columns,
+                             index=pd.Index(values, name="value"))
+        return cls(frame, baseline, meta.get("target"),
+                   {float(v): texts for v, texts in generations},
+                   dict(meta.get("environment") or {}))
 
 
 def _check_values(values: Any) -> list[float]:
@@ -221,6 +248,9 @@ def sweep(
         raise ParameterError("nll_corpus must be an ln.Corpus of held-out texts per group.")
     if target is not None:
         target = langid.check_language(target)
+    if languages is not None and prompts is not None:  # refuse before any forward pass
+        languages = [langid.check_language(code) for code in languages]
+        langid.check_candidates([*languages, target])
     if out is not None:
         check_writable(out, overwrite=overwrite)
     items = check_items(lss_items) if lss_items is not None else None
@@ -229,7 +259,10 @@ def sweep(
     d0 = answer_differences(model, items) if items is not None else None
     baseline, _ = _measure(model, [], prompts, target, items, d0, nll_corpus, options)
     result = SweepResult(pd.DataFrame(index=pd.Index([], name="value", dtype=float)), baseline,
-                         target)
+                         target, environment=environment(model))
+    if prompts is not None:  # how the forcing rate's generations decode (per model, see generate)
+        result.environment["decoding"] = decoding_mode(
+            model, generate_kwargs.get("use_past_kv_cache"))
     rows: dict[float, dict[str, float]] = {}
     bar = tqdm(values, desc="sweep", disable=not progress)
     current = values[0]

@@ -1,4 +1,10 @@
-"""Steering on Gemma 3 270M: LAPE sets force English prompts into French, and LSS sees it."""
+"""Steering on Gemma 3 270M: LAPE sets force English questions into French, and LSS sees it.
+
+The claims are the shipped curve's (``docs/data/steering/forcing_curve.csv``, made by
+``scripts/steering_curve_gemma.py`` on 100 questions per point), checked here as intervals on the
+first 48 questions: another machine may pick other tokens at a near-tie, so no rate is compared
+for equality.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,8 @@ from lensneurons.steering import STOP, forcing_prompts, shift_items
 
 pytestmark = pytest.mark.real
 
-SHIPPED = Path(__file__).parents[2] / "docs" / "data" / "steering" / "sweep_additive.csv"
-#: The protocol of scripts/steering_gemma.py (greedy, so the rates must repeat exactly).
-PROTOCOL = dict(max_new_tokens=32, languages=list(real_stats.LANGUAGES), stop=STOP)
+CURVE = Path(__file__).parents[2] / "docs" / "data" / "steering" / "forcing_curve.csv"
+PROTOCOL = dict(max_new_tokens=16, languages=list(real_stats.LANGUAGES), stop=STOP)
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +28,25 @@ def sets(gemma_stats):
     return ln.lape(gemma_stats)
 
 
-def test_additive_steering_forces_french_and_repeats_the_shipped_rate(gemma, gemma_stats, sets):
-    """Without hooks Gemma answers in English; with French units boosted, mostly in French."""
-    prompts = forcing_prompts("en")
+def shipped(target, alpha):
+    curve = pd.read_csv(CURVE)
+    row = curve[(curve["target"] == target) & (curve["alpha"] == alpha)
+                & (curve["decoding"] == "greedy")]
+    assert len(row) == 1, (target, alpha)
+    return row.iloc[0]
+
+
+def test_additive_steering_forces_french_as_the_shipped_curve_says(gemma, gemma_stats, sets):
+    """Without hooks Gemma answers in English; at alpha 2 mostly in French; both as shipped."""
+    prompts = forcing_prompts("en", n=48)
     plain = ln.forcing_rate(gemma, prompts, [], "fr", **PROTOCOL)
     steered = ln.forcing_rate(gemma, prompts, ln.steer(sets, gemma_stats, None, "fr", alpha=2.0),
                               "fr", **PROTOCOL)
-    assert plain.rate == 0.0 and plain.distribution().idxmax() == "en"
+    assert plain.distribution().idxmax() == "en" and plain.high < 0.2
     assert steered.low > plain.high  # the 95% intervals do not overlap
-    shipped = pd.read_csv(SHIPPED).set_index(["target", "value"])
-    assert steered.rate == pytest.approx(shipped.loc[("fr", 2.0), "forcing_rate"], abs=1e-4)
+    for result, alpha in ((plain, 0.0), (steered, 2.0)):
+        row = shipped("fr", alpha)
+        assert result.low <= row["high"] and row["low"] <= result.high, (alpha, result, row)
 
 
 def test_lss_moves_answers_toward_the_steered_language(gemma, gemma_stats, sets):

@@ -1,0 +1,28 @@
+"""Generation on the real models says what their forward pass says, with and without hooks."""
+
+from __future__ import annotations
+
+import _greedy
+import pytest
+import torch
+
+import lensneurons as ln
+from lensneurons.steering import forcing_prompts
+
+pytestmark = pytest.mark.real
+
+PROMPTS = ["The capital of France is", *forcing_prompts("en", n=2), "Le chat dort sur"]
+
+
+def test_gemma_greedy_generation_equals_the_forward_argmax(gemma, gemma_stats):
+    _greedy.assert_same_as_forward(gemma, PROMPTS, 12)
+    steering = ln.steer(ln.lape(gemma_stats), gemma_stats, None, "fr", alpha=2.0)
+    _greedy.assert_same_as_forward(gemma, PROMPTS, 12, steering)
+
+
+def test_smollm_greedy_generation_equals_the_forward_argmax(smollm):
+    mask = torch.rand(smollm.cfg.n_layers, smollm.cfg.d_mlp,
+                      generator=torch.Generator().manual_seed(0)) < 0.01
+    hooks = ln.amplify(ln.NeuronSet.from_mask(mask, gated=True), 3.0)
+    _greedy.assert_same_as_forward(smollm, PROMPTS, 12)
+    _greedy.assert_same_as_forward(smollm, PROMPTS, 12, hooks)
