@@ -324,7 +324,7 @@ def _read_weights(folder: str | Path, dtype: torch.dtype) -> Any:
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    def read(**options: Any) -> tuple[Any, dict[str, Any]]:
+    def read(**options: Any) -> Any:  # (model, loading info)
         return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype,
                                                     output_loading_info=True, **options)
 

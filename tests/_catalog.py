@@ -12,12 +12,14 @@ recorded outcomes. ``tests/test_errors_doc.py`` fails when a case is missing fro
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import torch
 
 import lensneurons as ln
 
@@ -67,6 +69,15 @@ class Context:
     sets: Any
     tmp_path: Any
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def same_shape_model() -> Any:
+    """The organism with other embedding weights: same architecture and shape, another model."""
+    other = ln.organism.load()
+    with torch.no_grad():
+        other.W_E.add_(0.5)
+    return other
 
 
 def hook_count(model: Any) -> int:

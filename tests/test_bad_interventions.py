@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 
 import _catalog
 import pytest
 import torch
-from _catalog import Case
+from _catalog import Case, same_shape_model
 
 import lensneurons as ln
 from lensneurons.errors import (
@@ -55,15 +54,6 @@ def warns_empty(c):
 def random_overlapping(c):
     full = ln.NeuronSet.from_mask(torch.ones(4, c.model.cfg.d_mlp, dtype=torch.bool))
     return full, ln.random_like(full, disjoint=False)
-
-
-@functools.cache
-def same_shape_model():
-    """The organism with other embedding weights: same architecture and shape, another model."""
-    other = ln.organism.load()
-    with torch.no_grad():
-        other.W_E.add_(0.5)
-    return other
 
 
 def stats_of_other_weights(c):

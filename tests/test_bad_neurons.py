@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 
 import _catalog
 import pytest
 import torch
-from _catalog import Case
+from _catalog import Case, same_shape_model
 
 import lensneurons as ln
 from lensneurons.errors import (
@@ -37,15 +36,6 @@ def fits_model(sets, c):
     assert sets["fr"].shape == (4, c.model.cfg.d_mlp)
     assert [idx.tolist() for idx in sets["fr"].indices] == [[1, 2], [], [], [5]]
     assert sets["fr"].gated is True
-
-
-@functools.cache
-def same_shape_model():
-    """The organism with other embedding weights: same architecture and shape, another model."""
-    other = ln.organism.load()
-    with torch.no_grad():
-        other.W_E.add_(0.5)
-    return other
 
 
 def shifted(fingerprint, by):

@@ -211,7 +211,7 @@ def ternary(
         specific=per_group(specific_mask, "specific"),
         related=per_group(related_mask, "related"),
         general=NeuronSet(n_above == n_groups, site=stats.site, gated=gated,
-                          fingerprint=provenance(stats).get("fingerprint")),
+                          fingerprint=stats.meta.get("fingerprint")),
         lam=float(lam),
         tau=tau,
         appear=appear,

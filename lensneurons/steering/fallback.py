@@ -200,7 +200,7 @@ def fallback(
             raise ParameterError(f"Step {label!r} is {type(neurons).__name__}, not a NeuronSet.")
         neurons.check_model(model)
     if languages is not None:
-        languages = sorted(langid.check_candidates(languages))  # before any generation
+        languages = sorted(langid.check_candidates(languages) or ())  # before any generation
     counts, texts, units, decoding = {}, {}, {BASELINE: 0}, {}
     plan = [(BASELINE, None), *steps.items()]
     for label, neurons in tqdm(plan, desc="fallback", disable=not progress):
