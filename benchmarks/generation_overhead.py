@@ -5,7 +5,7 @@ Targets (issue: steering evaluation): generation under hooks <= 1.10x generation
 
 The hooks are the heaviest kind the steering evaluation uses: ``ln.steer`` with a source language
 deactivated and a target added (two hooks per layer plus the capture of ``u``), on LAPE sets of
-the shipped statistics. Both arms run through :func:`lensneurons.steering.generate` (greedy, KV
+the shipped statistics. Both arms run through :func:`lensneurons.evaluate.generate` (greedy, KV
 cache, length-bucketed batches), interleaved, after one warm-up each; the medians are compared.
 
 Usage:
@@ -24,8 +24,8 @@ import torch
 from _timing import timed
 
 import lensneurons as ln
-from lensneurons import langid
-from lensneurons.steering import generate
+from lensneurons.corpora import langid
+from lensneurons.evaluate import generate
 
 PROMPTS = ["Q: How are you today?\nA:", "Q: What is your favourite food?\nA:",
            "Q: Where do you live?\nA:", "Q: What did you do yesterday?\nA:",

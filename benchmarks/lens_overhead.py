@@ -70,7 +70,7 @@ def main() -> None:
     rows = [measure("random llama 8x512, 32k vocab", random_llama(), batch=8, seq=128,
                     repeats=args.repeats)]
     try:
-        from lensneurons import organism
+        from lensneurons.subjects import organism
 
         if list(organism.organism_dir().glob("*.safetensors")):
             rows.append(measure("organism", organism.load(), batch=8, seq=64,
@@ -78,7 +78,7 @@ def main() -> None:
         else:
             print("(organism weights not present: skipped)")
     except ImportError:
-        print("(lensneurons.organism missing: skipped)")
+        print("(lensneurons.subjects.organism missing: skipped)")
     print(f"{'model':34s} {'L':>3s} {'vocab':>6s} {'B x T':>8s} {'forward':>9s} {'lens':>9s} "
           f"{'ratio':>6s}")
     for r in rows:

@@ -35,8 +35,8 @@ from _timing import timed  # noqa: E402
 from collect_overhead import _peak_growth  # noqa: E402
 
 import lensneurons as ln  # noqa: E402
-from lensneurons import real_stats  # noqa: E402
 from lensneurons.lens import logit_lens, prompts  # noqa: E402
+from lensneurons.subjects import real_stats  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

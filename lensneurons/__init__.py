@@ -1,6 +1,11 @@
 """lensneurons: language- and culture-specific neurons on TransformerLens hook points.
 
-Data flows one way: model + corpus -> statistics -> neuron sets -> hooks -> evaluation and lens.
+The pipeline, one sub-package a stage, data flowing one way:
+``corpora`` (texts in, counted batches out) -> ``collect`` (per-group statistics) -> ``detect``
+(neuron sets) -> ``intervene`` (``fwd_hooks``) -> ``evaluate`` (perplexity, generation, forcing)
+and ``lens`` (what the layers predict) -> ``show`` (figures, token views). ``core`` is the
+foundation under all of them, ``neurons`` the sets they pass along, ``sae`` SAE latents as a
+site, ``subjects`` the models studied.
 
 Examples:
     >>> import lensneurons as ln
@@ -11,97 +16,75 @@ Examples:
     ...     logits = model("Le chat dort.")
 """
 
-__version__ = "0.1.0"
-
-import warnings as _warnings
-from typing import Any as _Any
-
 from lensneurons import (
-    codemix,
+    core,
+    corpora,
+    detect,
     errors,
-    langid,
+    evaluate,
+    intervene,
     lens,
-    models,
-    organism,
-    real_stats,
+    neurons,
     sae,
-    steering,
-    viz,
+    show,
+    subjects,
 )
-from lensneurons.corpus import Corpus, TokenizedCorpus
-from lensneurons.detect import TernaryResult, lape, ternary
-from lensneurons.detect.attribution import AttributionItem, AttributionScores, attribution
-from lensneurons.detect.attribution_sets import next_token_items, others_mean
-from lensneurons.detect.culture import CultureNeurons, culture_neurons
-from lensneurons.detect.groupings import compound, generic, pure_culture
-from lensneurons.detect.plnd import PLNDResult, plnd
-from lensneurons.detect.sae_lape import sae_lape
+from lensneurons.collect import ActivationStats, collect
+from lensneurons.core import __version__
+from lensneurons.core.model import ModelView
+from lensneurons.core.sites import Site, get_site
+from lensneurons.corpora import Corpus, TokenizedCorpus
+from lensneurons.detect import (
+    AttributionScores,
+    CultureNeurons,
+    PLNDResult,
+    TernaryResult,
+    attribution,
+    culture_neurons,
+    lape,
+    plnd,
+    sae_lape,
+    ternary,
+)
 from lensneurons.errors import LensNeuronsError
-from lensneurons.evaluate import nll_delta, perplexity, perplexity_matrix, ppl_ratio, specificity
-from lensneurons.interventions import (
-    NeuronHook,
-    add_activation,
-    amplify,
-    deactivate,
-    set_activation,
-    steer,
+from lensneurons.evaluate import (
+    fallback,
+    forcing_rate,
+    nll_delta,
+    perplexity,
+    perplexity_matrix,
+    specificity,
+    steering_shift,
+    sweep,
 )
-from lensneurons.lens import (
-    LatentLanguageResult,
-    LensItem,
-    LensResult,
-    MWorkResult,
-    TokenSet,
-    TunedLens,
-    WordList,
-    latent_language,
-    load_words,
-    logit_lens,
-    mwork,
-    prompts,
-    readout_fn,
-    stage_split,
-    start_tokens,
-)
-from lensneurons.model import ModelView
-from lensneurons.neurons import NeuronSet, NeuronSets, random_like
+from lensneurons.intervene import add_activation, amplify, deactivate, set_activation, steer
+from lensneurons.lens import TunedLens, latent_language, logit_lens, mwork, prompts
+from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.sae import SAE, sae_site
-from lensneurons.sites import Site, get_site
-from lensneurons.stats import ActivationStats, collect
-from lensneurons.steering import fallback, forcing_rate, steering_shift, sweep
+from lensneurons.subjects import models, organism, real_stats
 
-__all__ = [  # noqa: RUF022
-    # modules
-    "codemix", "errors", "langid", "lens", "models", "organism", "prompts", "real_stats", "sae",
-    "steering", "viz",
-    # model + corpus -> statistics
-    "ModelView", "Site", "get_site", "Corpus", "TokenizedCorpus", "ActivationStats", "collect",
+#: Figures and token views (the ``show`` stage), under the name notebooks already use.
+viz = show
+
+__all__ = [  # noqa: RUF022 -- pipeline order, not alphabetical
+    "__version__",
+    # the stages, in pipeline order
+    "core", "corpora", "collect", "detect", "neurons", "intervene", "evaluate", "lens", "show",
+    "viz", "sae", "subjects", "errors",
+    # subjects: the models studied
+    "organism", "models", "real_stats", "ModelView", "Site", "get_site",
+    # corpora -> statistics
+    "Corpus", "TokenizedCorpus", "ActivationStats",
     # statistics -> neuron sets
-    "lape", "ternary", "TernaryResult", "NeuronSet", "NeuronSets", "random_like",
-    "compound", "pure_culture", "generic",
-    "attribution", "AttributionItem", "AttributionScores", "culture_neurons", "CultureNeurons",
-    "next_token_items", "others_mean",
-    "plnd", "PLNDResult",
-    "SAE", "sae_site", "sae_lape",
-    # neuron sets -> hooks
-    "NeuronHook", "deactivate", "amplify", "set_activation", "add_activation", "steer",
-    # evaluation
-    "perplexity", "perplexity_matrix", "ppl_ratio", "nll_delta", "specificity",
-    # steering evaluation
+    "lape", "ternary", "TernaryResult", "plnd", "PLNDResult", "attribution", "AttributionScores",
+    "culture_neurons", "CultureNeurons", "sae_lape", "SAE", "sae_site", "NeuronSet", "NeuronSets",
+    # neuron sets -> fwd_hooks
+    "deactivate", "amplify", "set_activation", "add_activation", "steer",
+    # evaluation under the hooks
+    "perplexity", "perplexity_matrix", "nll_delta", "specificity",
     "forcing_rate", "steering_shift", "sweep", "fallback",
     # the lens
-    "logit_lens", "latent_language", "mwork", "stage_split", "readout_fn", "TunedLens",
-    "LensResult", "LatentLanguageResult", "MWorkResult", "LensItem", "WordList", "TokenSet",
-    "load_words", "start_tokens",
+    "logit_lens", "latent_language", "mwork", "TunedLens", "prompts",
     # errors: the base class here, every other one in ln.errors
     "LensNeuronsError",
 ]
-
-
-def __getattr__(name: str) -> _Any:
-    """Error classes used to live at the top level: keep them one release, with a warning."""
-    if name != "LensNeuronsError" and hasattr(errors, name) and name[0].isupper():
-        _warnings.warn(f"ln.{name} moved to ln.errors.{name}; the old name goes in the next "
-                       "release.", DeprecationWarning, stacklevel=2)
-        return getattr(errors, name)
-    raise AttributeError(f"module 'lensneurons' has no attribute {name!r}")

@@ -9,7 +9,7 @@ Examples:
 
         lensneurons demo --model gemma-3-270m
 
-    The steps one by one, on any model :func:`lensneurons.models.load` takes (a short name, a
+    The steps one by one, on any model :func:`lensneurons.subjects.models.load` takes (a short name, a
     ``.gguf`` file, a Hugging Face folder or a hub name), with one text file per group (one text
     per line, UTF-8; several files of one group, ``en=a.txt en=b.txt``, are merged)::
 
@@ -36,11 +36,11 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import pandas as pd
 
-from lensneurons._checks import optional_positive_int, positive_int, rate, real
-from lensneurons._io import check_writable, check_writable_output
-from lensneurons._textfiles import read_texts
+from lensneurons.core.checks import optional_positive_int, positive_int, rate, real
+from lensneurons.core.persistence import check_writable, check_writable_output
+from lensneurons.core.sites import SITES, check_site_name
+from lensneurons.corpora.textfiles import read_texts
 from lensneurons.errors import LensNeuronsError, ParameterError
-from lensneurons.sites import SITES, check_site_name
 
 #: LAPE's top_rate on the organism. 1% of its 4 x 2048 MLP neurons is 82 neurons, too few to move
 #: the held-out NLL of the Latin-script languages measurably; at 10% (819 neurons) deactivating each
@@ -58,7 +58,7 @@ _DEMO_FILES = ("nll_delta.csv", "layers.png", "nll_delta.png")
 
 
 def _load_model(name: str) -> Any:
-    from lensneurons import models, organism
+    from lensneurons.subjects import models, organism
 
     return organism.load() if name == ORGANISM else models.load(name)
 
@@ -86,7 +86,7 @@ def demo(out: Path, top_rate: float | None = None, model_name: str = ORGANISM, *
     import torch
 
     import lensneurons as ln
-    from lensneurons import organism
+    from lensneurons.subjects import organism
 
     if top_rate is None:
         top_rate = ORGANISM_TOP_RATE if model_name == ORGANISM else REAL_TOP_RATE
@@ -127,7 +127,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_organism(args: argparse.Namespace) -> int:
-    from lensneurons import organism
+    from lensneurons.subjects import organism
 
     steps = positive_int(organism.DEFAULT_STEPS if args.steps is None else args.steps,
                          "--steps")

@@ -225,7 +225,7 @@ class SweepInterrupted(KeyboardInterrupt):
             result = stop.partial  # a SweepResult of the finished values
 
     Attributes:
-        partial: a :class:`~lensneurons.steering.SweepResult` of the finished values.
+        partial: a :class:`~lensneurons.evaluate.SweepResult` of the finished values.
         stopped_at: the value that was running.
         out: the file the finished values were written to, or ``None``.
     """
@@ -246,8 +246,8 @@ class EmptyInterventionWarning(UserWarning):
 class KVCacheError(LensNeuronsError, RuntimeError):
     """The KV cache was asked for, but here cached decoding disagrees with the forward pass.
 
-    Raised by :func:`~lensneurons.steering.generate` for ``use_past_kv_cache=True`` when the
-    one-time check of the model (:func:`~lensneurons.steering.check_kv_cache`) found that cached
+    Raised by :func:`~lensneurons.evaluate.generate` for ``use_past_kv_cache=True`` when the
+    one-time check of the model (:func:`~lensneurons.evaluate.check_kv_cache`) found that cached
     greedy decoding does not reproduce the greedy argmax of the full forward pass.
     """
 
@@ -269,7 +269,7 @@ class CollectInterrupted(KeyboardInterrupt):
             stats = stop.partial  # the statistics of stop.batches_done batches (or None)
 
     Attributes:
-        partial: :class:`~lensneurons.stats.ActivationStats` of the finished batches (groups
+        partial: :class:`~lensneurons.collect.stats.ActivationStats` of the finished batches (groups
             with no finished token left out), or ``None`` when no batch finished.
         batches_done: batches finished (in the order ``collect`` runs them).
         n_batches: batches of the whole run.

@@ -21,9 +21,9 @@ import time
 import torch
 
 import lensneurons as ln
-from lensneurons import real_stats
 from lensneurons.corpora.gettext import texts_digest
 from lensneurons.detect.attribution_sets import next_token_items
+from lensneurons.subjects import real_stats
 
 NAME = "gemma-3-270m"
 OUT = real_stats.data_dir(NAME) / "attribution"

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 import lensneurons as ln
-from lensneurons import real_stats
 from lensneurons.corpora.code import load_code
 from lensneurons.corpora.gettext import texts_digest
+from lensneurons.subjects import real_stats
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -28,16 +28,16 @@ import pandas as pd
 import torch
 
 import lensneurons as ln
-from lensneurons.codemix import (
+from lensneurons.corpora import (
+    SAMPLE_LANGUAGES,
     build_lexicon,
     code_mix,
     coverage,
+    load_sample,
     mixed_group,
-    plot_specialisation,
-    specialisation_iou,
 )
-from lensneurons.corpora import SAMPLE_LANGUAGES, load_sample
 from lensneurons.corpora.gettext import texts_digest
+from lensneurons.detect import plot_specialisation, specialisation_iou
 
 matplotlib.use("Agg")
 

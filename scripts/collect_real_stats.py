@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from lensneurons import models, real_stats
+from lensneurons.subjects import models, real_stats
 
 KEEP = {"gemma-3-270m": ("sum", "sum_sq", "max"), "smollm2-135m": ("sum",)}
 

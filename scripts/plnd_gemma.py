@@ -14,7 +14,7 @@ import time
 import torch
 
 import lensneurons as ln
-from lensneurons import real_stats
+from lensneurons.subjects import real_stats
 
 NAME = "gemma-3-270m"
 

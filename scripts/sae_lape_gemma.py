@@ -35,8 +35,8 @@ from typing import Any
 import torch
 
 import lensneurons as ln
-from lensneurons import real_stats
 from lensneurons.corpora.gettext import texts_digest
+from lensneurons.subjects import real_stats
 
 SAE_DIR = Path(ln.__file__).resolve().parent / "data" / "sae" / "gemma-3-270m-l12"
 STATS_DIR = real_stats.data_dir("gemma-3-270m") / "sae_stats"

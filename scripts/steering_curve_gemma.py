@@ -3,7 +3,7 @@ r"""Forcing-rate curves on Gemma 3 270M under the package's protocol (writes doc
     LENSNEURONS_CACHE=/tmp/lncache .venv/bin/python scripts/steering_curve_gemma.py
 
 The protocol behind every steering claim of the docs: the package's English questions
-(``ln.steering.forcing_prompts("en", n=100)``), answers cut at ``ln.steering.STOP``, Gurgurov
+(``ln.corpora.forcing_prompts("en", n=100)``), answers cut at ``ln.corpora.STOP``, Gurgurov
 et al.'s additive arithmetic on LAPE sets (top 1% of the shipped statistics) at each strength,
 greedy decoding and sampling (temperature 1, several seeds), each rate with its Wilson 95%
 interval. Writes ``forcing_curve.csv`` (one row per target, strength and decoding),
@@ -28,8 +28,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import lensneurons as ln  # noqa: E402
-from lensneurons import real_stats  # noqa: E402
-from lensneurons.steering import STOP, check_kv_cache, forcing_prompts, wilson_interval  # noqa: E402
+from lensneurons.evaluate import STOP, check_kv_cache, forcing_prompts, wilson_interval  # noqa: E402
+from lensneurons.subjects import real_stats  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--out", default="docs/data/steering")
@@ -93,7 +93,7 @@ if args.append and (out / "forcing_curve.csv").exists():
         kept[column] = pd.to_numeric(kept[column])
     rows = kept.to_dict("records")
     done = {(r["target"], float(r["alpha"]), str(r["seed"])) for r in rows}
-unsteered: dict[object, ln.steering.ForcingResult] = {}  # alpha 0 generates the same for all
+unsteered: dict[object, ln.evaluate.ForcingResult] = {}  # alpha 0 generates the same for all
 for target in args.targets:
     for alpha in args.alphas:
         hooks = ln.steer(sets, stats, None, target, alpha=alpha) if alpha else []

@@ -5,9 +5,9 @@ r"""Steer Gemma 3 270M into other languages and measure it (run once; writes doc
 An exploratory survey of methods and targets on few prompts; the claims of the docs rest on the
 protocol of ``scripts/steering_curve_gemma.py`` (100 questions per point, greedy and sampled).
 Sets: LAPE on the shipped statistics (top 1%). Prompts: the first twelve of the package's
-everyday questions (``ln.steering.forcing_prompts(language, n=12)``) in English (forcing, sweeps)
+everyday questions (``ln.corpora.forcing_prompts(language, n=12)``) in English (forcing, sweeps)
 and in French (fallback; ``--fallback fr de`` adds German), answers cut at
-``ln.steering.STOP``. Writes:
+``ln.corpora.STOP``. Writes:
 
 * ``sweep_additive.csv``: per target language and alpha, forcing rate (Wilson 95%), LSS (base
   English, the shipped facts), mean shift and held-out NLL of English and the target;
@@ -34,9 +34,8 @@ import torch  # noqa: E402
 from einops import rearrange  # noqa: E402
 
 import lensneurons as ln  # noqa: E402
-from lensneurons import real_stats  # noqa: E402
 from lensneurons.detect._common import entropy  # noqa: E402
-from lensneurons.steering import (  # noqa: E402
+from lensneurons.evaluate import (  # noqa: E402
     STOP,
     amplify_to,
     forcing_prompts,
@@ -44,6 +43,7 @@ from lensneurons.steering import (  # noqa: E402
     quantile_steps,
     shift_items,
 )
+from lensneurons.subjects import real_stats  # noqa: E402
 
 NAME = "gemma-3-270m"
 #: The identifier judges among the languages of the shipped statistics: short continuations are

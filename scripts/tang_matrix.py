@@ -13,7 +13,7 @@ import time
 import pandas as pd
 
 import lensneurons as ln
-from lensneurons import real_stats
+from lensneurons.subjects import real_stats
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("model", choices=sorted(ln.models.OFFLINE_MODELS))

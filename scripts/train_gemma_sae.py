@@ -33,10 +33,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import lensneurons as ln
-from lensneurons import real_stats
 from lensneurons.sae.hooks import LatentHook
 from lensneurons.sae.sae import WEIGHTS_FILE
 from lensneurons.sae.train import gather
+from lensneurons.subjects import real_stats
 
 LAYER = 12
 HOOK = f"blocks.{LAYER}.hook_resid_post"

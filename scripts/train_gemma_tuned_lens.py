@@ -3,7 +3,7 @@
     LENSNEURONS_CACHE=/tmp/lncache .venv/bin/python scripts/train_gemma_tuned_lens.py
 
 Trains :class:`lensneurons.lens.TunedLens` on the training lines of the gettext catalogs
-(:func:`lensneurons.real_stats.texts`, 14 languages) with the vocabulary-restricted KL
+(:func:`lensneurons.subjects.real_stats.texts`, 14 languages) with the vocabulary-restricted KL
 (``vocab_subset``: Gemma's 262,144-token unembedding makes the exact loss ~45 s per step here),
 then measures the per-layer KL(p_final || p_layer) over the *full* vocabulary on held-out lines for
 the logit lens and the tuned lens, and saves the lens in bf16 with the settings and those figures
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-import lensneurons.models
-from lensneurons import real_stats
+import lensneurons.subjects.models
 from lensneurons.corpora.gettext import texts_digest
 from lensneurons.lens import TunedLens, readout_fn
 from lensneurons.lens.tuned import _forward
+from lensneurons.subjects import real_stats
 
 NAME = "gemma-3-270m"
 
@@ -115,7 +115,7 @@ def main() -> None:
     torch.set_num_threads(2)
     start = time.monotonic()
     train, heldout = real_stats.texts()
-    model = lensneurons.models.load(NAME, dtype=torch.float32)
+    model = lensneurons.subjects.models.load(NAME, dtype=torch.float32)
     lines = training_lines(train, args.lines, args.seed)
     print(f"{len(lines)} training lines; loaded in {time.monotonic() - start:.0f} s", flush=True)
 
@@ -138,14 +138,14 @@ def main() -> None:
     t0 = time.monotonic()
     kl = evaluate(model, lens, evaluation, args.eval_positions)
     kl["split"] = "unused training lines (validation)" if args.validate else \
-        "held-out lines of lensneurons.real_stats.texts()"
+        "held-out lines of lensneurons.subjects.real_stats.texts()"
     kl["seconds"] = round(time.monotonic() - t0, 1)
     print(f"\n{kl['split']}: {kl['n_positions']} positions, {kl['seconds']:.0f} s")
     print(f"{'layer':>5} {'logit':>9} {'tuned':>9}")
     for layer, a, b in zip(kl["layers"], kl["logit"], kl["tuned"], strict=True):
         print(f"{layer:5d} {a:9.3f} {b:9.3f}")
     info.update({"lines_per_language": args.lines, "train_digest": texts_digest(train),
-                 "source": "gettext catalogs (lensneurons.real_stats.texts, training lines)",
+                 "source": "gettext catalogs (lensneurons.subjects.real_stats.texts, training lines)",
                  "threads": torch.get_num_threads()})
     lens.meta["heldout_kl"] = kl
     print(f"total {time.monotonic() - start:.0f} s")

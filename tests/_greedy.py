@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from lensneurons.steering import decoding_mode, generate
+from lensneurons.evaluate import decoding_mode, generate
 
 TIE = 1e-4
 

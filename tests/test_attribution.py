@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.sites import flatten_heads, get_site, unflatten_heads
+from lensneurons.core.sites import flatten_heads, get_site, unflatten_heads
 
 SITES = ("mlp", "attn.q", "attn.k", "attn.v")
 # Gated and GQA (Mistral: 2 kv heads) and non-gated (GPT-2) architectures.

@@ -80,7 +80,7 @@ def test_contrast_selects_the_units_one_language_needs_more():
 
 def test_shipped_gemma_scores_give_language_sets():
     """The scores of scripts/attribution_gemma.py: one per language, and sets the z rule keeps."""
-    from lensneurons import real_stats
+    from lensneurons.subjects import real_stats
 
     folder = real_stats.data_dir("gemma-3-270m") / "attribution"
     groups = list(real_stats.LANGUAGES)

@@ -200,7 +200,7 @@ CASES = [
          lambda c: run(c, [("Le chat dort", np.int64(answer_id(c)))]), check=same_as_int_id),
     Case("answer-id-torch", "attribution(model, [AttributionItem('Le chat dort', "
          "torch.tensor(token_id))])",
-         lambda c: run(c, [ln.AttributionItem("Le chat dort", torch.tensor(answer_id(c)))]),
+         lambda c: run(c, [ln.detect.AttributionItem("Le chat dort", torch.tensor(answer_id(c)))]),
          check=same_as_int_id),
     Case("answer-id-float", "attribution(model, [('Le chat dort', 5.0)])",
          lambda c: run(c, [("Le chat dort", 5.0)]), InvalidTextError,

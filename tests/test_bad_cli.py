@@ -23,7 +23,6 @@ from _catalog import Case
 
 import lensneurons as ln
 from lensneurons import cli as cli_module
-from lensneurons import organism
 from lensneurons.errors import (
     InputFileError,
     LensNeuronsError,
@@ -35,6 +34,7 @@ from lensneurons.errors import (
     UnknownSiteError,
     UnwritablePathError,
 )
+from lensneurons.subjects import organism
 
 
 def cli(c, *argv, early=True):

@@ -11,15 +11,9 @@ import pytest
 import torch
 from _catalog import Case
 
-from lensneurons.codemix import (
-    Lexicon,
-    active_sets,
-    build_lexicon,
-    code_mix,
-    coverage,
-    plot_specialisation,
-    specialisation_iou,
-)
+from lensneurons.collect.stats import ActivationStats
+from lensneurons.corpora import Lexicon, build_lexicon, code_mix, coverage
+from lensneurons.detect import active_sets, plot_specialisation, specialisation_iou
 from lensneurons.errors import (
     EmptyGroupError,
     InvalidTextError,
@@ -28,7 +22,6 @@ from lensneurons.errors import (
     ShapeMismatchError,
     UnknownLanguageError,
 )
-from lensneurons.stats import ActivationStats
 
 LEX = Lexicon("fr", "en", {"chat": "cat", "dort": "sleeps"})
 TEXTS = ["Le chat dort.", "Le chien dort aussi."]

@@ -12,7 +12,6 @@ import torch
 from _catalog import Case
 
 import lensneurons as ln
-from lensneurons import real_stats
 from lensneurons.errors import (
     CheckpointMismatchError,
     CorruptResultError,
@@ -23,6 +22,7 @@ from lensneurons.errors import (
     UnknownSiteError,
     UnwritablePathError,
 )
+from lensneurons.subjects import real_stats
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog runs."], "fr": ["Le chat dort.", "Un chien."]}
 

@@ -29,7 +29,7 @@ CULTS = sets(german=[1, 2], persian=[4, 5])
 def empty_language_sets():
     """Language sets that are all empty: pure culture is the culture set itself."""
     empty = sets(de=[], fa=[])
-    return ln.pure_culture(CULTS, empty), empty
+    return ln.detect.pure_culture(CULTS, empty), empty
 
 
 def one_language_left(c):
@@ -42,24 +42,24 @@ def one_language_left(c):
 
 CASES = [
     Case("compound-not-sets", "compound({'de': mask}, cultures)",
-         lambda c: ln.compound({"de": torch.ones(1, 8, dtype=torch.bool)}, CULTS),
+         lambda c: ln.detect.compound({"de": torch.ones(1, 8, dtype=torch.bool)}, CULTS),
          ParameterError, "NeuronSets"),
     Case("compound-no-shared-names", "compound(languages, cultures) with other names",
-         lambda c: ln.compound(LANGS, CULTS), UnknownGroupError, "culture_of="),
+         lambda c: ln.detect.compound(LANGS, CULTS), UnknownGroupError, "culture_of="),
     Case("compound-unknown-culture", "compound(..., culture_of={'de': 'danish'})",
-         lambda c: ln.compound(LANGS, CULTS, {"de": "danish"}), UnknownGroupError, "danish"),
+         lambda c: ln.detect.compound(LANGS, CULTS, {"de": "danish"}), UnknownGroupError, "danish"),
     Case("compound-culture-of-list", "compound(..., culture_of=['de'])",
-         lambda c: ln.compound(LANGS, CULTS, ["de"]), ParameterError, "mapping"),
+         lambda c: ln.detect.compound(LANGS, CULTS, ["de"]), ParameterError, "mapping"),
     Case("compound-shape-mismatch", "compound of sets of width 8 and 9",
-         lambda c: ln.compound(LANGS, sets(width=9, de=[1]), {"de": "de"}),
+         lambda c: ln.detect.compound(LANGS, sets(width=9, de=[1]), {"de": "de"}),
          ShapeMismatchError, "Cannot combine"),
     Case("pure-culture-bad-scope", "pure_culture(cultures, languages, scope='mine')",
-         lambda c: ln.pure_culture(CULTS, LANGS, scope="mine"), ParameterError, "'all' or 'own'"),
+         lambda c: ln.detect.pure_culture(CULTS, LANGS, scope="mine"), ParameterError, "'all' or 'own'"),
     Case("pure-culture-empty-languages", "pure_culture(cultures, all-empty language sets)",
          lambda c: empty_language_sets(),
          check=lambda out, c: dict(out[0]) == dict(CULTS) or pytest.fail()),
     Case("generic-not-sets", "generic([set_a, set_b])",
-         lambda c: ln.generic(list(CULTS.values())), ParameterError, "NeuronSets"),
+         lambda c: ln.detect.generic(list(CULTS.values())), ParameterError, "NeuronSets"),
     Case("code-unknown-language", "load_code(['python', 'cobol'])",
          lambda c: load_code(["python", "cobol"]), UnknownGroupError, "known:"),
     Case("code-zero-files", "load_code(max_files=0)",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from _catalog import Case
 
-from lensneurons import langid
+from lensneurons.corpora import langid
 from lensneurons.errors import InvalidTextError, ParameterError, UnknownLanguageError
 
 TEXTS = ["Le chat dort sur le canapé.", "Der Hund schläft im Garten."]

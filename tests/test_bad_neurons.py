@@ -83,8 +83,8 @@ CASES = [
     Case("ternary-general-fingerprint", "ln.ternary(stats).general",
          lambda c: ln.ternary(c.stats, lam=0.05).general,
          check=lambda r, c: _assert(r.fingerprint == c.stats.meta["fingerprint"])),
-    Case("fallback-steps-fingerprint", "ln.steering.layer_steps(sets['fr'])",
-         lambda c: ln.steering.layer_steps(c.sets["fr"], n_groups=2),
+    Case("fallback-steps-fingerprint", "ln.evaluate.layer_steps(sets['fr'])",
+         lambda c: ln.evaluate.layer_steps(c.sets["fr"], n_groups=2),
          check=lambda r, c: _assert(all(s.fingerprint == c.sets["fr"].fingerprint
                                         and s.fingerprint for s in r.values()))),
     # --- a set taken out of NeuronSets keeps the model it was detected on ----------------

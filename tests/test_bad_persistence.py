@@ -17,7 +17,7 @@ import torch
 from _catalog import Case
 
 import lensneurons as ln
-from lensneurons import _io, models, real_stats
+from lensneurons.core import persistence as _io
 from lensneurons.errors import (
     CorruptResultError,
     ModelSourceError,
@@ -26,7 +26,8 @@ from lensneurons.errors import (
     ResultNotFoundError,
     UnwritablePathError,
 )
-from lensneurons.steering import SweepResult
+from lensneurons.evaluate import SweepResult
+from lensneurons.subjects import models, real_stats
 
 
 def fresh(c):

@@ -10,6 +10,7 @@ import torch
 from _catalog import Case
 
 import lensneurons as ln
+from lensneurons.corpora import forcing_prompts
 from lensneurons.errors import (
     ContextLengthError,
     InvalidTextError,
@@ -18,14 +19,8 @@ from lensneurons.errors import (
     ShapeMismatchError,
     UnknownLanguageError,
 )
-from lensneurons.steering import (
-    ShiftItem,
-    amplify_to,
-    forcing_prompts,
-    layer_steps,
-    quantile_steps,
-    shift_items,
-)
+from lensneurons.evaluate import ShiftItem, layer_steps, quantile_steps, shift_items
+from lensneurons.intervene import amplify_to
 
 PROMPTS = ["The weather is"]
 
@@ -210,7 +205,7 @@ CASES = [
          lambda c: forcing(c, do_sample=True, temprature=0.7), ParameterError,
          r"takes no option \['temprature'\]; pass one of .*'temperature'"),
     Case("steering-generate-return-type", "generate(model, prompts, return_type='tokens')",
-         lambda c: ln.steering.generate(c.model, PROMPTS, return_type="tokens"), ParameterError,
+         lambda c: ln.evaluate.generate(c.model, PROMPTS, return_type="tokens"), ParameterError,
          r"sets \['return_type'\] itself"),
     Case("steering-generate-sampling-options", "forcing_rate(..., do_sample=True, top_k=5, "
          "temperature=0.7)",

@@ -8,8 +8,9 @@ import pandas as pd
 import torch
 
 import lensneurons as ln
-from lensneurons import cli, organism
+from lensneurons import cli
 from lensneurons.cli import main
+from lensneurons.subjects import organism
 
 
 def test_collect_detect_evaluate(tmp_path, capsys):

@@ -10,19 +10,17 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.codemix import (
+from lensneurons.corpora import (
     WORD,
     Lexicon,
-    active_sets,
     build_lexicon,
     code_mix,
     coverage,
+    load_sample,
     mixed_group,
-    plot_specialisation,
-    specialisation_iou,
     words,
 )
-from lensneurons.corpora import load_sample
+from lensneurons.detect import active_sets, plot_specialisation, specialisation_iou
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons import _checkpoint
-from lensneurons.corpus import TokenizedCorpus
+from lensneurons.collect import _checkpoint
+from lensneurons.core.sites import get_site
+from lensneurons.corpora.corpus import TokenizedCorpus
 from lensneurons.errors import CollectInterrupted
-from lensneurons.sites import get_site
 
 BATCH = 3
 

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import lensneurons as ln
-from lensneurons import deltas
 from lensneurons.errors import EvaluationInterrupted
-from lensneurons.evaluate import SequenceNLL
+from lensneurons.evaluate import SequenceNLL, deltas
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog runs."],
          "fr": ["Le chat dort sur le tapis.", "Un chien court."]}
@@ -59,7 +58,7 @@ def test_matrix_rows_columns_and_helpers(llama_model):
     assert matrix.loc["none"].tolist() == pytest.approx(clean.tolist())
     delta = ln.nll_delta(matrix)
     assert (delta.loc["none"] == 0).all()
-    assert ln.ppl_ratio(matrix).loc["fr", "fr"] == pytest.approx(
+    assert ln.evaluate.ppl_ratio(matrix).loc["fr", "fr"] == pytest.approx(
         float(torch.tensor(delta.loc["fr", "fr"]).exp()))
     fig = ln.viz.plot_matrix(delta)
     assert fig.axes[0].get_ylabel() == "deactivated"
@@ -158,7 +157,7 @@ def test_matrix_per_sequence_data_survive_pandas(organism, heldout, ru_neurons, 
                                                  progress=False).attrs["per_sequence"]
     assert per_sequence["ru"].same_sequences(per_sequence["none"])
     assert per_sequence["ru"] != per_sequence["none"]
-    derived = [ln.nll_delta(matrix), ln.ppl_ratio(matrix), matrix.loc[["none", "ru"], ["ru"]],
+    derived = [ln.nll_delta(matrix), ln.evaluate.ppl_ratio(matrix), matrix.loc[["none", "ru"], ["ru"]],
                matrix.T.T, matrix.round(3), pd.concat([matrix, matrix]), matrix.copy()]
     for frame in derived:
         assert frame.attrs["per_sequence"]["ru"] == per_sequence["ru"]

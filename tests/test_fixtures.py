@@ -1,7 +1,7 @@
 """Basic facts about the tiny random models every other test relies on.
 
 These double as a record of how each TransformerLens adapter maps the neuron hooks: if one of them
-fails after a TransformerLens upgrade, lensneurons/model/ may need a new special case.
+fails after a TransformerLens upgrade, lensneurons/core/ may need a new special case.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lensneurons.corpora import forcing_prompts
 from lensneurons.errors import ParameterError
-from lensneurons.steering import forcing_prompts
 
 LANGUAGES = ("en", "fr", "de")
 

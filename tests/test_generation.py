@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.steering import check_kv_cache, decoding_mode, generate
+from lensneurons.evaluate import check_kv_cache, decoding_mode, generate
 
 PROMPTS = ["Le chat dort", "The cat sleeps on the", "Die Katze"]
 N_NEW = 12
@@ -94,7 +94,8 @@ def test_stop_at_eos_false_runs_past_the_end(organism):
 @pytest.mark.skipif(_models.TL_MAJOR < 3, reason="the bridge's cache is HF's")
 def test_a_refuted_cache_is_refused_when_asked_for(organism, monkeypatch):
     from lensneurons.errors import KVCacheError
-    from lensneurons.steering import KVCacheCheck, _generate
+    from lensneurons.evaluate import KVCacheCheck
+    from lensneurons.evaluate import generation as _generate
 
     refuted = KVCacheCheck(False, 16, 1, "test")
     monkeypatch.setattr(_generate, "check_kv_cache", lambda model: refuted)
@@ -132,7 +133,7 @@ def test_sae_latent_hooks_on_chosen_positions_decode_with_the_full_forward(organ
 
 
 def test_a_check_under_live_hooks_is_not_remembered():
-    from lensneurons.steering import _generate
+    from lensneurons.evaluate import generation as _generate
 
     model = _models.build(_models.ARCHS[0], seed=7)
     mask = torch.zeros(model.cfg.n_layers, model.cfg.d_mlp, dtype=torch.bool)

@@ -65,7 +65,7 @@ def test_lape_recovers_each_grouping():
 
 def test_compound_is_language_and_culture():
     langs, cults = language_and_culture_sets()
-    comp = ln.compound(langs, cults, CULTURE_OF)
+    comp = ln.detect.compound(langs, cults, CULTURE_OF)
     assert comp.groups == LANGS
     for g in LANGS:
         assert comp[g] == mask(COMPOUND[g])
@@ -75,12 +75,12 @@ def test_compound_is_language_and_culture():
 def test_compound_pairs_same_names_by_default():
     langs, cults = language_and_culture_sets()
     renamed = ln.NeuronSets({g: cults[CULTURE_OF[g]] for g in LANGS})
-    assert dict(ln.compound(langs, renamed)) == dict(ln.compound(langs, cults, CULTURE_OF))
+    assert dict(ln.detect.compound(langs, renamed)) == dict(ln.detect.compound(langs, cults, CULTURE_OF))
 
 
 def test_pure_culture_removes_every_language_unit():
     langs, cults = language_and_culture_sets()
-    pure = ln.pure_culture(cults, langs)
+    pure = ln.detect.pure_culture(cults, langs)
     for c, units in CULT_ONLY.items():
         assert pure[c] == mask(units)
         assert len(pure[c] & langs.union()) == 0
@@ -91,8 +91,8 @@ def test_pure_culture_own_scope_keeps_other_languages_units():
     langs, cults = language_and_culture_sets()
     shared = mask([LANG_ONLY["fa"][0]])
     cults = ln.NeuronSets({c: (s | shared) if c == "german" else s for c, s in cults.items()})
-    own = ln.pure_culture(cults, langs, CULTURE_OF, scope="own")
-    every = ln.pure_culture(cults, langs, CULTURE_OF)
+    own = ln.detect.pure_culture(cults, langs, CULTURE_OF, scope="own")
+    every = ln.detect.pure_culture(cults, langs, CULTURE_OF)
     assert own["german"] == mask(CULT_ONLY["german"]) | shared
     assert every["german"] == mask(CULT_ONLY["german"])
     # brute force: scope="own" subtracts exactly the culture's own language
@@ -104,7 +104,7 @@ def test_generic_is_the_intersection_of_pure_sets():
     langs, cults = language_and_culture_sets()
     everywhere = mask([(1, 30), (2, 31)])
     cults = ln.NeuronSets({c: s | everywhere for c, s in cults.items()})
-    assert ln.generic(ln.pure_culture(cults, langs)) == everywhere
+    assert ln.detect.generic(ln.detect.pure_culture(cults, langs)) == everywhere
 
 
 # --- programming languages (Kargaran et al.) ----------------------------------------------------

@@ -178,10 +178,10 @@ def test_random_like_keeps_layer_profile():
     mask[0, :4] = True
     mask[2, 5:7] = True
     neurons = ln.NeuronSet.from_mask(mask)
-    baseline = ln.random_like(neurons, seed=1)
+    baseline = ln.neurons.random_like(neurons, seed=1)
     assert baseline.per_layer() == neurons.per_layer()
     assert len(baseline & neurons) == 0
-    assert ln.random_like(neurons, seed=1) == baseline != ln.random_like(neurons, seed=2)
+    assert ln.neurons.random_like(neurons, seed=1) == baseline != ln.neurons.random_like(neurons, seed=2)
 
 
 def test_positions_out_of_range_during_cached_generation(llama_model):

@@ -1,4 +1,4 @@
-"""lensneurons.langid: offline language identification of short texts."""
+"""lensneurons.corpora.langid: offline language identification of short texts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-from lensneurons import langid
+from lensneurons.corpora import langid
 from lensneurons.corpora.sample import load_sample
 from lensneurons.errors import UnknownLanguageError
 

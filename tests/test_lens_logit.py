@@ -98,7 +98,7 @@ def test_interventions_apply_and_equal_weight_edit():
     mask[1, 10:60] = True
     neurons = ln.NeuronSet(mask) if hasattr(ln, "NeuronSet") else __import__(
         "lensneurons.neurons", fromlist=["NeuronSet"]).NeuronSet(mask)
-    from lensneurons.interventions import deactivate
+    from lensneurons.intervene.hooks import deactivate
 
     base = logit_lens(model, PROMPTS, top_k=5)
     with model.hooks(fwd_hooks=deactivate(neurons)):

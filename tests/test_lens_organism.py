@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-organism = pytest.importorskip("lensneurons.organism")
+organism = pytest.importorskip("lensneurons.subjects.organism")
 
 from lensneurons.lens import (  # noqa: E402
     latent_language,

@@ -5,7 +5,7 @@ import torch
 from _models import GATED, N_KV_HEADS, TRUE_ACT_FN
 
 import lensneurons as ln
-from lensneurons.model import _ACTIVATIONS
+from lensneurons.core.model import _ACTIVATIONS
 
 TEXT = "Hello world, bonjour le monde. Привет мир."
 

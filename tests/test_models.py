@@ -1,4 +1,4 @@
-"""lensneurons.models: sources, the GGUF cache and its failure modes, on small local files.
+"""lensneurons.subjects.models: sources, the GGUF cache and its failure modes, on small local files.
 
 The real conversions (Gemma 3 270M, SmolLM2) run in tests/real (make test-real)."""
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons import _memory, models, organism
+from lensneurons.core import memory as _memory
+from lensneurons.subjects import models, organism
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def test_an_architecture_transformerlens_cannot_wrap():
     config.architectures = ["NoSuchModelForCausalLM"]
     config.model_type = "no_such_model"
     with pytest.raises(ln.errors.UnsupportedModelError, match="NoSuchModelForCausalLM"):
-        ln.model.check_bootable(config, "someone/no-such-model")
+        ln.core.model.check_bootable(config, "someone/no-such-model")
 
 
 def _fake_converter(fail: bool):

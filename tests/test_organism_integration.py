@@ -3,8 +3,8 @@
 import pytest
 
 import lensneurons as ln
-from lensneurons import organism
 from lensneurons.cli import ORGANISM_TOP_RATE, main
+from lensneurons.subjects import organism
 
 
 @pytest.fixture(scope="module")

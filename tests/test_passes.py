@@ -1,4 +1,4 @@
-"""The shared batch loop (lensneurons/_passes.py): its contract, and its users out of memory."""
+"""The shared batch loop (lensneurons/collect/passes.py): its contract, and its users out of memory."""
 
 import warnings
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons._passes import Passes, forward, run_batches, split
+from lensneurons.collect.passes import Passes, forward, run_batches, split
 from lensneurons.errors import BatchSplitWarning, InsufficientMemoryError
 
 OOM = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

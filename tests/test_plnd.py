@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.corpus import TokenizedCorpus
+from lensneurons.corpora.corpus import TokenizedCorpus
 from lensneurons.detect.plnd import document_scores
 
 #: A gated Llama-style model and a grouped-query one in each TL environment.
@@ -278,7 +278,7 @@ def test_ctrl_c_keeps_the_finished_documents(organism, monkeypatch, k):
 
 
 def test_shipped_gemma_result():
-    from lensneurons import real_stats
+    from lensneurons.subjects import real_stats
 
     result = ln.PLNDResult.load(real_stats.data_dir("gemma-3-270m") / "plnd")
     assert result.sites == ["mlp", "attn.q", "attn.k", "attn.v"]

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons import _checkpoint
-from lensneurons.corpus import TokenizedCorpus
+from lensneurons.collect import _checkpoint
+from lensneurons.corpora.corpus import TokenizedCorpus
 from lensneurons.errors import CheckpointMismatchError, CollectInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ CHILD = textwrap.dedent("""
     import pathlib, sys, time
     import torch
     import lensneurons as ln
-    import lensneurons._io as io
+    import lensneurons.core.persistence as io
 
     ckpt, log, mode, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     torch.set_num_threads(threads)

@@ -7,12 +7,11 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons import langid
+from lensneurons.corpora import langid
 from lensneurons.errors import SweepInterrupted
-from lensneurons.steering import (
+from lensneurons.evaluate import (
     ShiftItem,
     SweepResult,
-    amplify_to,
     answer_differences,
     generate,
     language_steps,
@@ -21,6 +20,7 @@ from lensneurons.steering import (
     shift_items,
     wilson_interval,
 )
+from lensneurons.intervene import amplify_to
 
 PROMPTS = ["The weather is", "My sister works in", "Le chat dort sur", "Der Hund"]
 
@@ -211,5 +211,5 @@ def test_amplification_acts_on_every_batch_row(organism, sets, stats):
             edited = organism(tokens)
     assert not torch.allclose(plain[1], edited[1])  # row 1 too (the original code: row 0)
     torch.testing.assert_close(edited[0], edited[1])
-    values = ln.steering.amplification_values(stats, "fr", "p_median")
+    values = ln.intervene.amplification_values(stats, "fr", "p_median")
     assert torch.all(values <= stats.seq_mean_max_of("fr") + 1e-6)

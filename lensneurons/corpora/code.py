@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
 from lensneurons.errors import MissingLanguagesWarning, TooFewGroupsError, UnknownGroupError
 
 __all__ = ["LANGUAGES", "CodeLanguage", "MissingLanguagesWarning", "find_code_files",

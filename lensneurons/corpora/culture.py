@@ -34,7 +34,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from lensneurons.detect.attribution import AttributionItem
+from lensneurons.corpora.items import AttributionItem
 from lensneurons.errors import ParameterError, UnknownGroupError
 
 __all__ = ["CULTURES", "KINDS", "TOPICS", "culture_items", "culture_questions", "mcq_prompt"]

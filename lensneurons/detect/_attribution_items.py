@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from lensneurons.core.model import ModelView
+from lensneurons.corpora.items import AttributionItem
 from lensneurons.errors import (
     ContextLengthError,
     EmptyGroupError,
@@ -13,22 +14,6 @@ from lensneurons.errors import (
     InvalidTextError,
     VocabularyError,
 )
-from lensneurons.model import ModelView
-
-
-@dataclass(frozen=True)
-class AttributionItem:
-    """One question: a prompt and its answer.
-
-    Attributes:
-        prompt: the text the model reads (BOS is prepended as the model expects).
-        answer: the answer text, whose *first* token is the target ``y`` (tokenized on its own,
-            so write the leading space the prompt expects, e.g. ``" B"`` after ``"Answer:"``),
-            or a token id.
-    """
-
-    prompt: str
-    answer: str | int
 
 
 def pad_id(view: ModelView) -> int:

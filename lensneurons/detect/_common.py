@@ -6,8 +6,8 @@ import torch
 from einops import rearrange
 from jaxtyping import Bool, Float
 
+from lensneurons.collect.stats import ActivationStats
 from lensneurons.errors import ParameterError, TooFewGroupsError
-from lensneurons.stats import ActivationStats
 
 
 def probabilities(stats: ActivationStats, method: str) -> Float[torch.Tensor, "layer unit group"]:

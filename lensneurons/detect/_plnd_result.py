@@ -10,10 +10,10 @@ import pandas as pd
 import torch
 from jaxtyping import Float, Int
 
-from lensneurons import _checks
-from lensneurons._io import load_result, save_result
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView
+from lensneurons.core.persistence import load_result, save_result
 from lensneurons.errors import CorruptResultError, ParameterError, UnknownSiteError
-from lensneurons.model import ModelView
 from lensneurons.neurons import NeuronSet, NeuronSets
 
 

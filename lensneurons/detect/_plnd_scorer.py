@@ -1,6 +1,6 @@
 """The hooks of one PLND run (:func:`lensneurons.plnd`) and the per-group counts they feed.
 
-:class:`Scorer` is the :class:`~lensneurons._passes.Work` of PLND's batch loop: its hooks compute
+:class:`Scorer` is the :class:`~lensneurons.collect.passes.Work` of PLND's batch loop: its hooks compute
 each document's importance scores during a pass (:mod:`lensneurons.detect._plnd_scores`); once
 the pass has wholly run, each document's top units per layer are kept, and they are added to the
 group's counts when the whole batch has passed, so an interrupted run holds whole batches only.
@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from lensneurons.corpus import Batch
+from lensneurons.core.model import ModelView
+from lensneurons.core.sites import get_site
+from lensneurons.corpora.corpus import Batch
 from lensneurons.detect import _plnd_scores as scores
 from lensneurons.errors import HookShapeError, ParameterError, UnsupportedModelError
-from lensneurons.model import ModelView
-from lensneurons.sites import get_site
 
 
 class Scorer:
@@ -116,7 +116,7 @@ class Scorer:
         return {s: torch.stack([self._counts[s, layer].cpu()
                                 for layer in range(self.view.n_layers)], 1) for s in self.sites}
 
-    # --- the work around each pass (lensneurons._passes.Work) -----------------------------------
+    # --- the work around each pass (lensneurons.collect.passes.Work) -----------------------------------
     def start(self, piece: Batch) -> None:
         """Before a pass: forget the last pass's partial results."""
         self.abort()

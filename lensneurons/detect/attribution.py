@@ -24,12 +24,12 @@ require grad: the pass enables autograd itself, also inside ``torch.no_grad()`` 
 see the padding, and padded positions are excluded from the max. The forward pass stops at the
 last block's output; only the rows' last prompt positions go through the final norm and unembedding.
 The batches (longest prompts first) run through the package's batch loop
-(:class:`lensneurons._passes.Passes`): a batch that runs out of memory is split and retried.
+(:class:`lensneurons.collect.passes.Passes`): a batch that runs out of memory is split and retried.
 
 Examples:
     >>> import lensneurons as ln
     >>> model = ln.organism.load()
-    >>> items = [ln.AttributionItem("The capital of France is", " Paris")]
+    >>> items = [ln.detect.AttributionItem("The capital of France is", " Paris")]
     >>> scores = ln.attribution(model, items, sites=("mlp",), progress=False)
     >>> scores["mlp"].shape, scores.n_items
     (torch.Size([4, 2048]), 1)
@@ -47,10 +47,13 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-from lensneurons import _checks
-from lensneurons._io import load_result, save_result
-from lensneurons._passes import Passes
-from lensneurons.detect._attribution_items import AttributionItem, encode, pad_id
+from lensneurons.collect.passes import Passes
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView
+from lensneurons.core.persistence import load_result, save_result
+from lensneurons.core.sites import SITES, Site, get_site
+from lensneurons.corpora.items import AttributionItem
+from lensneurons.detect._attribution_items import encode, pad_id
 from lensneurons.errors import (
     CorruptResultError,
     GradientUnavailableError,
@@ -58,9 +61,7 @@ from lensneurons.errors import (
     UnknownSiteError,
 )
 from lensneurons.lens.logit import readout_fn
-from lensneurons.model import ModelView
 from lensneurons.neurons import NeuronSet
-from lensneurons.sites import SITES, Site, get_site
 
 __all__ = ["AttributionItem", "AttributionScores", "attribution"]
 

@@ -42,8 +42,9 @@ from typing import Any
 
 import torch
 
-from lensneurons import _checks
-from lensneurons.detect._attribution_items import AttributionItem
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView, same_fingerprint
+from lensneurons.corpora.items import AttributionItem
 from lensneurons.detect.attribution import AttributionScores
 from lensneurons.errors import (
     EmptyGroupError,
@@ -53,7 +54,6 @@ from lensneurons.errors import (
     ShapeMismatchError,
     TooFewGroupsError,
 )
-from lensneurons.model import ModelView, same_fingerprint
 
 __all__ = ["next_token_items", "others_mean"]
 

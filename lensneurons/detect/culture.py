@@ -42,7 +42,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import same_fingerprint
 from lensneurons.detect.attribution import AttributionScores, count, top_mask
 from lensneurons.errors import (
     ModelMismatchError,
@@ -51,7 +52,6 @@ from lensneurons.errors import (
     TooFewGroupsError,
     UnknownGroupError,
 )
-from lensneurons.model import same_fingerprint
 from lensneurons.neurons import NeuronSet, NeuronSets
 
 MLP_POOL = ("mlp",)

@@ -34,7 +34,8 @@ from typing import Literal
 
 import torch
 
-from lensneurons import _checks
+from lensneurons.collect.stats import ActivationStats
+from lensneurons.core import checks as _checks
 from lensneurons.detect._common import (
     entropy,
     kth_smallest,
@@ -45,7 +46,6 @@ from lensneurons.detect._common import (
 )
 from lensneurons.errors import ParameterError
 from lensneurons.neurons import NeuronSet, NeuronSets
-from lensneurons.stats import ActivationStats
 
 
 def lape(

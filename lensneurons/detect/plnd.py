@@ -40,9 +40,11 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float, Int
 
-from lensneurons import _checks
-from lensneurons._passes import run_batches
-from lensneurons.corpus import Corpus
+from lensneurons.collect.passes import run_batches
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView
+from lensneurons.core.sites import check_site_name
+from lensneurons.corpora.corpus import Corpus
 from lensneurons.detect._plnd_result import PLNDResult
 from lensneurons.detect._plnd_scorer import Scorer
 from lensneurons.errors import (
@@ -52,8 +54,6 @@ from lensneurons.errors import (
     TooFewGroupsError,
     UnknownSiteError,
 )
-from lensneurons.model import ModelView
-from lensneurons.sites import check_site_name
 
 SITES = ("mlp", "attn.q", "attn.k", "attn.v")
 VARIANTS = ("paper", "reference-code")

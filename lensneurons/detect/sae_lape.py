@@ -43,11 +43,11 @@ import math
 import torch
 from einops import rearrange
 
-from lensneurons import _checks
+from lensneurons.collect.stats import ActivationStats
+from lensneurons.core import checks as _checks
 from lensneurons.detect._common import entropy, lowest, probabilities, provenance
 from lensneurons.errors import EmptyGroupError, MissingStatisticError
 from lensneurons.neurons import NeuronSet, NeuronSets
-from lensneurons.stats import ActivationStats
 
 
 def sae_lape(

@@ -40,7 +40,8 @@ from typing import Literal
 import pandas as pd
 import torch
 
-from lensneurons import _checks
+from lensneurons.collect.stats import ActivationStats
+from lensneurons.core import checks as _checks
 from lensneurons.detect._common import (
     entropy,
     kth_smallest,
@@ -51,7 +52,6 @@ from lensneurons.detect._common import (
 )
 from lensneurons.errors import ParameterError, SearchBoundWarning
 from lensneurons.neurons import NeuronSet, NeuronSets
-from lensneurons.stats import ActivationStats
 
 LAMBDA_RANGE = (0.0, 0.2)
 LAMBDA_EPS = 1e-3

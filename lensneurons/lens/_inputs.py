@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView
 from lensneurons.errors import (
     ContextLengthError,
     EmptyTokenSetError,
@@ -30,7 +31,6 @@ from lensneurons.errors import (
     PositionOutOfRangeError,
     VocabularyError,
 )
-from lensneurons.model import ModelView
 
 
 def resolve_layers(layers: Any, n_layers: int) -> list[int]:

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from jaxtyping import Float
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView
 from lensneurons.errors import (
     EmptyTokenSetError,
     NoItemsLeftError,
@@ -41,7 +42,6 @@ from lensneurons.errors import (
 from lensneurons.lens.logit import Lens, logit_lens
 from lensneurons.lens.prompts import LensItem
 from lensneurons.lens.tokens import start_tokens
-from lensneurons.model import ModelView
 
 _Z95 = 1.959964
 

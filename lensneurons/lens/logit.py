@@ -33,7 +33,9 @@ import torch
 from einops import rearrange, repeat
 from jaxtyping import Int
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
+from lensneurons.core.boot import tl_logit_readout
+from lensneurons.core.model import ModelView, resid_hook
 from lensneurons.errors import ParameterError, ReadoutError
 from lensneurons.lens._inputs import (
     pad_id,
@@ -43,8 +45,6 @@ from lensneurons.lens._inputs import (
     tokenize,
 )
 from lensneurons.lens.result import LensResult
-from lensneurons.model import ModelView, resid_hook
-from lensneurons.model.boot import tl_logit_readout
 
 Inputs = Union[  # noqa: UP007
     str, Sequence[str], Int[torch.Tensor, "batch pos"], Int[torch.Tensor, " pos"]

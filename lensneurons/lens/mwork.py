@@ -30,11 +30,11 @@ import torch
 from einops import reduce
 from jaxtyping import Float, Int
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView
 from lensneurons.errors import ParameterError, ShapeMismatchError
 from lensneurons.lens.latent import LatentLanguageResult, latent_language
 from lensneurons.lens.prompts import LensItem
-from lensneurons.model import ModelView
 
 Hooks = Sequence[tuple[str | Callable[[str], bool], Any]]  # hook name or TL name filter
 

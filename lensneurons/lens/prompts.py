@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
 from lensneurons.errors import ParameterError, UnknownLanguageError
 
 #: Languages with a shipped word list.

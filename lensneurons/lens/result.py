@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-from lensneurons import _checks
+from lensneurons.core import checks as _checks
 from lensneurons.errors import UnknownLanguageError
 
 

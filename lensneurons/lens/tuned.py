@@ -44,8 +44,9 @@ from einops import rearrange
 from jaxtyping import Float, Int
 from torch import nn
 
-from lensneurons import _checks
-from lensneurons._io import load_result, save_result
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView, resid_hook
+from lensneurons.core.persistence import load_result, save_result
 from lensneurons.errors import (
     CorruptResultError,
     EmptyTokenizationError,
@@ -56,7 +57,6 @@ from lensneurons.errors import (
 from lensneurons.lens._inputs import check_fit_options
 from lensneurons.lens._subset import subset_readout, subset_step
 from lensneurons.lens.logit import readout_fn
-from lensneurons.model import ModelView, resid_hook
 
 __all__ = ["TunedLens", "subset_readout"]
 

@@ -24,13 +24,14 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Int, Shaped
 
+from lensneurons.core.model import ModelView, same_fingerprint
+from lensneurons.core.sites import site_family
 from lensneurons.errors import (
     LayerIndexError,
     ModelMismatchError,
     ParameterError,
     ShapeMismatchError,
 )
-from lensneurons.model import ModelView, same_fingerprint
 
 # One layer's unit indices: ints, or an empty tensor of any dtype (``torch.tensor([])``).
 UnitIndices = Sequence[int] | Int[torch.Tensor, " _n"] | Shaped[torch.Tensor, " 0"]
@@ -186,7 +187,7 @@ class NeuronSet:
             ModelMismatchError: the set was detected on another model (or, on an SAE site, with
                 other SAE weights than those registered now).
         """
-        from lensneurons.sites import get_site
+        from lensneurons.core.sites import get_site
 
         view = ModelView(model)
         site = get_site(view, self.site)
@@ -288,10 +289,9 @@ def check_provenance(fingerprint: dict[str, Any] | None, view: ModelView, site: 
     except ModelMismatchError as err:
         found = str(err).split(". ")[0]
         raise ModelMismatchError(f"{found}. {advice}") from None
-    if site.startswith("sae:"):
-        from lensneurons.sae.site import check_sae_digest
-
-        check_sae_digest(site, fingerprint, what)
+    family = site_family(site)
+    if family is not None:
+        family.check_fingerprint(site, fingerprint, what)
 
 
 def random_like(neurons: NeuronSet, seed: int = 0, *, disjoint: bool = True) -> NeuronSet:

@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from lensneurons._checks import group_label
-from lensneurons._io import load_result, save_result
+from lensneurons.core.checks import group_label
+from lensneurons.core.model import ModelView
+from lensneurons.core.persistence import load_result, save_result
 from lensneurons.errors import (
     CorruptResultError,
     NoGroupsError,
@@ -29,7 +30,6 @@ from lensneurons.errors import (
     ShapeMismatchError,
     UnknownGroupError,
 )
-from lensneurons.model import ModelView
 from lensneurons.neurons.neuron_set import (
     NeuronSet,
     UnitIndices,
@@ -140,7 +140,7 @@ class NeuronSets(Mapping[str, NeuronSet]):
 
     def plot_layers(self, *, ax: Any = None, stacked: bool = True) -> Any:
         """Bar chart of units per layer and group; returns the matplotlib figure."""
-        from lensneurons.viz import plot_layer_histogram
+        from lensneurons.core.figures import plot_layer_histogram
 
         return plot_layer_histogram(self.summary().drop(columns="total"), ax=ax, stacked=stacked)
 
@@ -151,8 +151,8 @@ class NeuronSets(Mapping[str, NeuronSet]):
             ShapeMismatchError: the sets do not fit the model's site.
             ModelMismatchError: the sets were detected on another model (or other SAE weights).
         """
+        from lensneurons.core.sites import get_site
         from lensneurons.neurons.neuron_set import check_shape
-        from lensneurons.sites import get_site
 
         view = ModelView(model)
         first = next(iter(self._sets.values()))
@@ -191,7 +191,7 @@ class NeuronSets(Mapping[str, NeuronSet]):
         """
         n_layers, gated = None, None
         if model is not None:
-            from lensneurons.sites import get_site
+            from lensneurons.core.sites import get_site
 
             where = get_site(ModelView(model), site)
             if width is not None and width != where.width:

@@ -17,7 +17,7 @@ Examples:
 
 from pathlib import Path
 
-from lensneurons.sae.hooks import LatentHook, latent_hooks
+from lensneurons.sae.hooks import LatentHook, latent_writer
 from lensneurons.sae.sae import SAE
 from lensneurons.sae.site import SAESite, registered, sae_site
 from lensneurons.sae.train import train_sae
@@ -25,5 +25,5 @@ from lensneurons.sae.train import train_sae
 #: The shipped SAE of the model organism (SAELens format).
 ORGANISM_SAE = Path(__file__).resolve().parent.parent / "data" / "sae" / "organism-l2"
 
-__all__ = ["ORGANISM_SAE", "SAE", "LatentHook", "SAESite", "latent_hooks", "registered",
+__all__ = ["ORGANISM_SAE", "SAE", "LatentHook", "SAESite", "latent_writer", "registered",
            "sae_site", "train_sae"]

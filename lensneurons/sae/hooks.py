@@ -11,7 +11,7 @@ latent ``j`` gives ``decode(f with f_j = 0) + (x − decode(f))``, the usual "ed
 reconstruction, keep the error" ablation. Only the edited latents are encoded (all of them for
 top-k SAEs, whose latents depend on each other).
 
-:func:`lensneurons.deactivate` and the other factories call :func:`latent_hooks` when a set's
+:func:`lensneurons.deactivate` and the other factories call :func:`latent_writer` when a set's
 site is an SAE site, so they work unchanged on sets from ``lape`` over SAE statistics.
 
 Examples:
@@ -27,18 +27,18 @@ Examples:
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from jaxtyping import Float
 
-from lensneurons.errors import EmptyInterventionWarning
+from lensneurons.core.model import ModelView
+from lensneurons.core.sites import flatten_heads, unflatten_heads
+from lensneurons.intervene.hooks import NeuronHook, register_writer
 from lensneurons.neurons import NeuronSet, check_shape
 from lensneurons.sae.sae import SAE
-from lensneurons.sae.site import check_sae_digest, checked, get_sae_site, registered
-from lensneurons.sites import flatten_heads, unflatten_heads
+from lensneurons.sae.site import PREFIX, check_sae_digest, checked, get_sae_site, registered
 
 
 class LatentHook:
@@ -73,41 +73,32 @@ class LatentHook:
         return unflatten_heads(out, x)
 
 
-def latent_hooks(neurons: NeuronSet, op: str, values: torch.Tensor, *,
-                 layers: Iterable[int] | int | None, positions: Any,
-                 model: Any = None) -> list[tuple[str, Any]]:
-    """The hooks of the intervention factories on an SAE site.
+def latent_writer(neurons: NeuronSet, op: str, model: Any = None
+                  ) -> tuple[list[tuple[str, Any]], Callable[..., list[tuple[str, Any]]]]:
+    """The writer of the intervention factories on an SAE site (registered for ``"sae:"``).
 
-    Called by ``deactivate``, ``amplify``, ``set_activation`` and ``add_activation`` (``values``
-    and ``positions`` already checked there).
+    Each layer's edit becomes a :class:`LatentHook` at its SAE's hook: a ``NeuronHook`` over the
+    chosen latents, written back as the change of the SAE's output (the error term is kept).
 
     Raises:
         UnknownSiteError: the set's SAE site is not registered (or ``model`` lacks its hooks).
         ShapeMismatchError: the set does not fit the site's SAEs.
         ModelMismatchError: the set records other SAE weights than those registered now.
     """
-    from lensneurons.interventions import NeuronHook
-
     group = registered(neurons.site)
     check_shape(neurons.shape, (len(group), group[0].d_sae), f"site {neurons.site!r}")
     check_sae_digest(neurons.site, neurons.fingerprint, "This latent set")
     if model is not None:
-        from lensneurons.model import ModelView
-
         get_sae_site(ModelView(model), neurons.site)
-    chosen = neurons.resolve_layers(layers)
-    hooks: list[tuple[str, Any]] = []
-    indices = neurons.indices
-    for layer in chosen:
-        index = indices[layer]
-        if len(index) == 0:
-            continue
-        layer_values = values if values.dim() == 0 else values[layer, index]
-        edit = NeuronHook(layer, torch.arange(len(index)), op, layer_values, len(index),
-                          positions, None)
+
+    def write_layer(layer: int, index: torch.Tensor, op: str, values: torch.Tensor,
+                    positions: Any) -> list[tuple[str, Any]]:
+        edit = NeuronHook(layer, torch.arange(len(index)), op, values, len(index), positions,
+                          None)
         sae = group[layer]
-        hooks.append((sae.hook_name, LatentHook(sae, index, edit)))
-    if not hooks:
-        warnings.warn(f"The set has no latents in layers {chosen}: these hooks change nothing.",
-                      EmptyInterventionWarning, stacklevel=4)
-    return hooks
+        return [(sae.hook_name, LatentHook(sae, index, edit))]
+
+    return [], write_layer
+
+
+register_writer(PREFIX.rstrip(":"), latent_writer)

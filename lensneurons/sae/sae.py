@@ -32,7 +32,7 @@ from jaxtyping import Float, Int
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lensneurons import _io
+from lensneurons.core import persistence as _io
 from lensneurons.errors import ParameterError, ResultNotFoundError, SAEFormatError
 
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"

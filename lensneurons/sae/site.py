@@ -4,7 +4,7 @@
 ``"sae:<name>"``. Everything that takes a site then works on the latents: ``collect`` reads the
 SAE's hook point, encodes the activations and counts a latent *active* when it is ``> 0``, with the
 latent itself as the activation value; ``lape`` and ``ternary`` run unchanged on those statistics;
-and the intervention factories edit latents (:func:`latent_hooks`).
+and the intervention factories edit latents (:func:`latent_writer`).
 
 The site's "layers" are its SAEs, in forward order: layer ``i`` of the statistics and of the
 neuron sets is the ``i``-th SAE (a single SAE gives one layer), its units are that SAE's latents.
@@ -35,15 +35,15 @@ from dataclasses import dataclass, field
 import torch
 from jaxtyping import Float
 
+from lensneurons.core.model import ModelView
+from lensneurons.core.sites import Site, SiteFamily, flatten_heads, register_family
 from lensneurons.errors import (
     ModelMismatchError,
     ParameterError,
     ShapeMismatchError,
     UnknownSiteError,
 )
-from lensneurons.model import ModelView
 from lensneurons.sae.sae import SAE
-from lensneurons.sites import Site, flatten_heads
 
 PREFIX = "sae:"
 _REGISTRY: dict[str, tuple[SAE, ...]] = {}
@@ -231,3 +231,7 @@ def _same(old: tuple[SAE, ...], new: tuple[SAE, ...]) -> bool:
                                   for n in ("W_enc", "b_enc", "W_dec", "b_dec")))
                for a, b in zip(old, new))
 
+
+register_family(SiteFamily(
+    prefix=PREFIX.rstrip(":"), check=registered, get=get_sae_site,
+    check_fingerprint=check_sae_digest, how="after ln.sae_site(sae)"))

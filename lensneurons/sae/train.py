@@ -30,12 +30,12 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from lensneurons import _checks
-from lensneurons.corpus import Corpus
+from lensneurons.core import checks as _checks
+from lensneurons.core.model import ModelView
+from lensneurons.core.sites import flatten_heads
+from lensneurons.corpora.corpus import Corpus
 from lensneurons.errors import ParameterError, UnknownSiteError
-from lensneurons.model import ModelView
 from lensneurons.sae.sae import SAE
-from lensneurons.sites import flatten_heads
 
 
 def gather(model: Any, corpus: Corpus, hook_name: str, *, batch_size: int = 16,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons import models, real_stats
+from lensneurons.subjects import models, real_stats
 
 
 def _model(short_name: str):

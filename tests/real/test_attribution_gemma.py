@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons import real_stats
 from lensneurons.detect.attribution_sets import next_token_items
+from lensneurons.subjects import real_stats
 
 pytestmark = pytest.mark.real
 

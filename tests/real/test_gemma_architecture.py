@@ -11,7 +11,7 @@ from test_stats import brute_force
 from transformers import AutoModelForCausalLM
 
 import lensneurons as ln
-from lensneurons import models
+from lensneurons.subjects import models
 
 pytestmark = pytest.mark.real
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons import real_stats
+from lensneurons.subjects import real_stats
 
 pytestmark = pytest.mark.real
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.steering import forcing_prompts
+from lensneurons.corpora import forcing_prompts
 
 pytestmark = pytest.mark.real
 

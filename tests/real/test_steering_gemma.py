@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 import lensneurons as ln
-from lensneurons import real_stats
-from lensneurons.steering import STOP, forcing_prompts, shift_items
+from lensneurons.corpora import STOP, forcing_prompts
+from lensneurons.evaluate import shift_items
+from lensneurons.subjects import real_stats
 
 pytestmark = pytest.mark.real
 

@@ -1,0 +1,21 @@
+"""Intervene: neuron sets in, ordinary TransformerLens ``fwd_hooks`` out; nothing here runs a model.
+
+Examples:
+    >>> import torch, lensneurons as ln
+    >>> mask = torch.zeros(4, 512, dtype=torch.bool); mask[3, :8] = True
+    >>> [name for name, _ in ln.deactivate(ln.NeuronSet.from_mask(mask))]
+    ['blocks.3.mlp.hook_post']
+"""
+
+from lensneurons.intervene.amplification import amplification_values, amplify_to
+from lensneurons.intervene.hooks import (
+    NeuronHook,
+    add_activation,
+    amplify,
+    deactivate,
+    set_activation,
+    steer,
+)
+
+__all__ = ["NeuronHook", "add_activation", "amplification_values", "amplify", "amplify_to",
+           "deactivate", "set_activation", "steer"]

@@ -1,0 +1,34 @@
+"""Show: figures (matplotlib) and token views (circuitsvis); ``ln.viz`` is this package.
+
+Layer histograms of neuron sets and heatmaps of perplexity matrices: every ``plot_*`` function
+returns the matplotlib ``Figure``; save it with ``fig.savefig(path)``.
+
+:func:`token_activity` returns a :class:`TokenView`, a circuitsvis view of how strongly each
+group's neurons fire on each token of a text; it renders in notebooks and in a file written with
+:func:`save_html`, without network (circuitsvis's JavaScript bundle is inlined, never loaded from
+a CDN).
+
+Examples:
+    >>> import pandas as pd, lensneurons as ln
+    >>> table = pd.DataFrame({0: [3, 1], 1: [0, 4]}, index=["fr", "de"])
+    >>> fig = ln.viz.plot_layer_histogram(table)
+"""
+
+from lensneurons.core.figures import plot_layer_histogram, plot_matrix
+from lensneurons.show.token_views import (
+    SINGLE_GROUP,
+    TokenView,
+    save_html,
+    token_activity,
+    token_activity_table,
+)
+
+__all__ = [
+    "SINGLE_GROUP",
+    "TokenView",
+    "plot_layer_histogram",
+    "plot_matrix",
+    "save_html",
+    "token_activity",
+    "token_activity_table",
+]
