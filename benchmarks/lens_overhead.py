@@ -53,10 +53,10 @@ def random_llama(vocab: int = 32_000, d_model: int = 512, n_layers: int = 8):
 def measure(name: str, model, *, batch: int, seq: int, repeats: int) -> dict:
     vocab = int(model.cfg.d_vocab)
     tokens = torch.randint(3, min(vocab, 4000), (batch, seq))
-    layers = list(range(1, model.cfg.n_layers + 1))
+    depths = list(range(1, model.cfg.n_layers + 1))  # every block's output
     with torch.no_grad():
         bare = median_seconds(lambda: model(tokens), repeats)
-        lens = median_seconds(lambda: logit_lens(model, tokens, layers=layers, top_k=10,
+        lens = median_seconds(lambda: logit_lens(model, tokens, depths=depths, top_k=10,
                                                   token_sets={"s": [5, 6, 7]}), repeats)
     return {"model": name, "layers": model.cfg.n_layers, "vocab": vocab, "batch": batch,
             "seq": seq, "forward_s": bare, "lens_s": lens, "ratio": lens / bare}

@@ -1,9 +1,9 @@
 """lensneurons: language- and culture-specific neurons on TransformerLens hook points.
 
-The pipeline, one sub-package a stage, data flowing one way:
-``corpora`` (texts in, counted batches out) -> ``collect`` (per-group statistics) -> ``detect``
-(neuron sets) -> ``intervene`` (``fwd_hooks``) -> ``evaluate`` (perplexity, generation, forcing)
-and ``lens`` (what the layers predict) -> ``show`` (figures, token views). ``core`` is the
+The pipeline, one sub-package a stage, data flowing one way: ``corpora`` (texts in, counted
+batches out) -> ``stats`` (``collect``: per-group statistics) -> ``detect`` (neuron sets) ->
+``intervene`` (``fwd_hooks``) -> ``evaluate`` (perplexity, generation, forcing) and ``lens``
+(what the layers predict) -> ``show`` (figures, token views). ``core`` is the
 foundation under all of them, ``neurons`` the sets they pass along, ``sae`` SAE latents as a
 site, ``subjects`` the models studied.
 
@@ -29,7 +29,6 @@ from lensneurons import (
     show,
     subjects,
 )
-from lensneurons.collect import ActivationStats, collect
 from lensneurons.core import __version__
 from lensneurons.core.model import ModelView
 from lensneurons.core.sites import Site, get_site
@@ -61,6 +60,7 @@ from lensneurons.intervene import add_activation, amplify, deactivate, set_activ
 from lensneurons.lens import TunedLens, latent_language, logit_lens, mwork, prompts
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.sae import SAE, sae_site
+from lensneurons.stats import ActivationStats, collect
 from lensneurons.subjects import models, organism, real_stats
 
 #: Figures and token views (the ``show`` stage), under the name notebooks already use.
@@ -69,12 +69,12 @@ viz = show
 __all__ = [  # noqa: RUF022 -- pipeline order, not alphabetical
     "__version__",
     # the stages, in pipeline order
-    "core", "corpora", "collect", "detect", "neurons", "intervene", "evaluate", "lens", "show",
+    "core", "corpora", "stats", "detect", "neurons", "intervene", "evaluate", "lens", "show",
     "viz", "sae", "subjects", "errors",
     # subjects: the models studied
     "organism", "models", "real_stats", "ModelView", "Site", "get_site",
     # corpora -> statistics
-    "Corpus", "TokenizedCorpus", "ActivationStats",
+    "Corpus", "TokenizedCorpus", "collect", "ActivationStats",
     # statistics -> neuron sets
     "lape", "ternary", "TernaryResult", "plnd", "PLNDResult", "attribution", "AttributionScores",
     "culture_neurons", "CultureNeurons", "sae_lape", "SAE", "sae_site", "NeuronSet", "NeuronSets",

@@ -9,7 +9,7 @@ Examples:
 
         lensneurons demo --model gemma-3-270m
 
-    The steps one by one, on any model :func:`lensneurons.subjects.models.load` takes (a short name, a
+    The steps one by one, on any model :func:`lensneurons.models.load` takes (a short name, a
     ``.gguf`` file, a Hugging Face folder or a hub name), with one text file per group (one text
     per line, UTF-8; several files of one group, ``en=a.txt en=b.txt``, are merged)::
 
@@ -106,7 +106,7 @@ def demo(out: Path, top_rate: float | None = None, model_name: str = ORGANISM, *
     print(f"\nLAPE (Tang et al.), top_rate={top_rate}, tau={neurons.meta['tau'][0]:.3f}: "
           f"{len(neurons.union())} neurons")
     with pd.option_context("display.width", 120, "display.max_columns", 40):
-        print(neurons.summary().to_string())
+        print(neurons.table().to_string())
     matrix = ln.perplexity_matrix(model, heldout, neurons)
     delta = ln.nll_delta(matrix)
     print("\nChange of held-out mean NLL (nats/token) when a row's neurons are deactivated:")
@@ -114,7 +114,7 @@ def demo(out: Path, top_rate: float | None = None, model_name: str = ORGANISM, *
     stats.save(out / "stats", overwrite=overwrite)
     neurons.save(out / "neurons", overwrite=overwrite)
     delta.to_csv(out / "nll_delta.csv")
-    neurons.plot_layers().savefig(out / "layers.png", dpi=120)
+    neurons.plot().savefig(out / "layers.png", dpi=120)
     ln.viz.plot_matrix(delta, title="Δ held-out mean NLL").savefig(out / "nll_delta.png", dpi=120)
     print(f"\nSaved stats/, neurons/, {', '.join(_DEMO_FILES)} in {out}/ "
           f"({time.monotonic() - start:.0f} s).")
@@ -180,10 +180,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         neurons = ln.lape(stats, top_rate=top_rate)
     else:
         result = ln.ternary(stats, top_rate=top_rate)
-        print(f"lambda = {result.lam}, tau = {result.tau:.4f}\n{result.summary()}")
-        neurons = result.language_neurons()
+        print(f"lambda = {result.lam}, tau = {result.tau:.4f}\n{result.table()}")
+        neurons = result.neuron_sets()
     neurons.save(args.out, overwrite=args.overwrite)
-    print(f"{neurons.summary().to_string()}\nSaved in {args.out}/.")
+    print(f"{neurons.table().to_string()}\nSaved in {args.out}/.")
     return 0
 
 
@@ -199,7 +199,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     matrix = ln.perplexity_matrix(model, corpus, neurons)
     print(ln.nll_delta(matrix).to_string())
     if args.csv is not None:
-        matrix.to_csv(args.csv)
+        matrix.table().to_csv(args.csv)
     return 0
 
 

@@ -197,10 +197,11 @@ class EvaluationInterrupted(KeyboardInterrupt):
         try:
             matrix = ln.perplexity_matrix(model, corpus, neurons)
         except ln.errors.EvaluationInterrupted as stop:
-            matrix = stop.partial  # the rows finished before Ctrl-C, with their attrs
+            matrix = stop.partial  # the rows finished before Ctrl-C, per sequence too
 
     Attributes:
-        partial: the matrix of the finished rows (a ``pandas.DataFrame``, maybe empty).
+        partial: the :class:`~lensneurons.evaluate.PerplexityMatrix` of the finished rows (maybe
+            empty).
         finished: their names.
         stopped_at: the row that was running.
     """
@@ -269,8 +270,8 @@ class CollectInterrupted(KeyboardInterrupt):
             stats = stop.partial  # the statistics of stop.batches_done batches (or None)
 
     Attributes:
-        partial: :class:`~lensneurons.collect.stats.ActivationStats` of the finished batches (groups
-            with no finished token left out), or ``None`` when no batch finished.
+        partial: :class:`~lensneurons.ActivationStats` of the finished batches (groups with no
+            finished token left out), or ``None`` when no batch finished.
         batches_done: batches finished (in the order ``collect`` runs them).
         n_batches: batches of the whole run.
         checkpoint: the folder the finished batches were saved to, or ``None``.

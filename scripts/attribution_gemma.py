@@ -6,7 +6,7 @@ Items: for each of the 14 languages of the shipped statistics, ``next_token_item
 training lines (``real_stats.texts()``, the split the statistics were collected on; the held-out
 lines that the perplexity evaluations use are never read): a prefix of a line (4 to 32 tokens)
 is the prompt, the next word token of the same line the answer. Scores: ``ln.attribution`` at the
-MLP site with ``target="logprob"``, the first-order rise of the answer's NLL when a unit is
+MLP site with ``objective="logprob"``, the first-order rise of the answer's NLL when a unit is
 switched off, the quantity the perplexity matrices measure. Writes one result per language,
 ``lensneurons/data/real/gemma-3-270m/attribution/<language>/attribution.{safetensors,json}``
 (float64 ``[18, 2048]``, 295 kB each), whose metadata record how the items were made. About
@@ -28,7 +28,7 @@ from lensneurons.subjects import real_stats
 NAME = "gemma-3-270m"
 OUT = real_stats.data_dir(NAME) / "attribution"
 ITEMS = {"min_prompt": 4, "max_prompt": 32, "seed": 0}
-TARGET = "logprob"
+OBJECTIVE = "logprob"
 
 
 def main() -> None:
@@ -49,7 +49,7 @@ def main() -> None:
     for language in stats.groups:
         begin = time.perf_counter()
         items = next_token_items(model, train[language], args.n_items, **ITEMS)
-        scores = ln.attribution(model, items, sites=("mlp",), target=TARGET,
+        scores = ln.attribution(model, items, sites=("mlp",), objective=OBJECTIVE,
                                 batch_size=args.batch_size, progress=False)
         scores.meta.update({"group": language, "items": "next_token_items", **ITEMS,
                             "batch_size": args.batch_size, "source": "gettext training lines",

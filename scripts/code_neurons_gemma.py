@@ -72,13 +72,13 @@ def analyse(stats: ln.ActivationStats) -> None:
     """Print the per-layer tables and overlaps, and save the figure."""
     sets = ln.lape(stats, per_group_budget=BUDGET)
     exclusive = sets.exclusive()
-    layers = sets.summary().columns[:-1]
+    layers = sets.table().columns[:-1]
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
     print(f"\ncounted tokens: {dict(zip(stats.groups, stats.n_tokens.tolist()))}")
     print(f"tau (bar) = {sets.meta['tau'][0]:.4f}")
-    print(f"\nunits per layer, per_group_budget={BUDGET}:\n{sets.summary().to_string()}")
-    print(f"\nexclusive units per layer:\n{exclusive.summary().to_string()}")
+    print(f"\nunits per layer, per_group_budget={BUDGET}:\n{sets.table().to_string()}")
+    print(f"\nexclusive units per layer:\n{exclusive.table().to_string()}")
 
     def mean_layer(s: ln.NeuronSet) -> float:
         counts = torch.tensor(s.per_layer(), dtype=torch.float64)
@@ -109,9 +109,9 @@ def analyse(stats: ln.ActivationStats) -> None:
     print(f"\nIoU between code languages (selected):\n{sets.overlap().round(3).to_string()}")
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4), sharey=False)
-    sets.plot_layers(ax=axes[0])
+    sets.plot(ax=axes[0])
     axes[0].set_title(f"Gemma 3 270M: {BUDGET} LAPE units per programming language")
-    exclusive.plot_layers(ax=axes[1])
+    exclusive.plot(ax=axes[1])
     axes[1].set_title("exclusive to one programming language")
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -69,7 +69,7 @@ def attribution_sets(groups: list[str], budget: int) -> ln.NeuronSets:
     """
     scores = {g: ln.AttributionScores.load(ATTRIBUTION / g) for g in groups}
     rate = budget / scores[groups[0]]["mlp"].numel()
-    selected = ln.culture_neurons(scores, others_mean(scores), None, specific_rate=rate)
+    selected = ln.culture_neurons(scores, others_mean(scores), None, specific_top_rate=rate)
     return selected.specific["mlp"]
 
 
@@ -82,7 +82,7 @@ def method_sets(stats: ln.ActivationStats) -> tuple[dict[str, ln.NeuronSets], di
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         split = ln.ternary(stats)
-    sets = {"lape": ln.lape(stats), "ternary": split.language_neurons(),
+    sets = {"lape": ln.lape(stats), "ternary": split.neuron_sets(),
             "plnd": PLND_RESULT.neuron_sets("mlp")}
     budget = round(sum(len(s) for s in sets["lape"].values()) / len(stats.groups))
     sets["attribution"] = attribution_sets(list(stats.groups), budget)
@@ -238,29 +238,25 @@ def eval_corpus(model: object, stats: ln.ActivationStats, n_lines: int) -> ln.Co
     return ln.Corpus.from_texts(texts)
 
 
-def method_matrix(full: pd.DataFrame, method: str) -> pd.DataFrame:
+def method_matrix(full: ln.evaluate.PerplexityMatrix,
+                  method: str) -> ln.evaluate.PerplexityMatrix:
     """One method's rows of the combined matrix, named as ``perplexity_matrix`` names them."""
     names = {"none": "none", **{f"{method}:{g}": g for g in EVAL_LANGUAGES},
              **{f"random:{method}:{g}": f"random:{g}" for g in EVAL_LANGUAGES}}
-    matrix = full.loc[list(names)].rename(index=names)
-    per_sequence = full.attrs["per_sequence"]
-    matrix.attrs = {"per_sequence": {new: per_sequence[old] for old, new in names.items()}}
-    return matrix
+    return full.select(names)
 
 
-def own_vs_random(matrix: pd.DataFrame) -> pd.DataFrame:
+def own_vs_random(matrix: ln.evaluate.PerplexityMatrix) -> pd.DataFrame:
     """Per language: own ΔNLL of its set, of the set's random baseline, and set minus baseline.
 
     All with paired 95% bootstrap intervals; the difference pairs the two rows directly (the
     baseline row plays the part of ``"none"`` in ``ln.nll_delta``).
     """
     ci = ln.nll_delta(matrix, interval=0.95)
-    per_sequence = matrix.attrs["per_sequence"]
     rows = []
     for g in EVAL_LANGUAGES:
         base = f"random:{g}"
-        pair = matrix.loc[[base, g]].rename(index={base: "none"})
-        pair.attrs = {"per_sequence": {"none": per_sequence[base], g: per_sequence[g]}}
+        pair = matrix.select({base: "none", g: g})
         excess = ln.nll_delta(pair, interval=0.95).loc[(g, g)]
         row = {"language": g}
         for name, (value, low, high) in {
@@ -283,11 +279,11 @@ def perplexity_part(stats: ln.ActivationStats, sets: dict[str, ln.NeuronSets],
     combined = ln.NeuronSets({f"{m}:{g}": sets[m][g] for m in METHODS for g in EVAL_LANGUAGES})
     start = time.perf_counter()
     full = ln.perplexity_matrix(model, corpus, combined, batch_size=batch_size)
-    print(f"perplexity matrix ({len(full)} rows) in {time.perf_counter() - start:.0f} s")
+    print(f"perplexity matrix ({len(full.table())} rows) in {time.perf_counter() - start:.0f} s")
     deltas, cis, own = {}, [], []
     for m in METHODS:
         matrix = method_matrix(full, m)
-        matrix.to_csv(DATA / f"nll_matrix_{m}.csv")
+        matrix.table().to_csv(DATA / f"nll_matrix_{m}.csv")
         deltas[m] = ln.nll_delta(matrix)
         deltas[m].to_csv(DATA / f"nll_delta_{m}.csv")
         cis.append(ln.nll_delta(matrix, interval=0.95).reset_index().assign(method=m))
@@ -321,7 +317,7 @@ def main() -> None:
     stats = ln.real_stats.load(NAME)
     sets, info = method_sets(stats)
     print(info)
-    sizes = pd.DataFrame({m: sets[m].summary()["total"] for m in METHODS})
+    sizes = pd.DataFrame({m: sets[m].table()["total"] for m in METHODS})
     sizes.index.name = "language"
     sizes.to_csv(DATA / "set_sizes.csv")
     tables = iou_tables(sets)

@@ -29,7 +29,7 @@ def main() -> None:
                                              clamp_negative=kind == "control")
             print(f"{kind:9s} {c:7s} {n} items {time.perf_counter() - start:6.1f} s", flush=True)
     out = ln.culture_neurons(scores["questions"], scores["control"], scores["countries"])
-    print(out.summary().to_string())
+    print(out.table().to_string())
     for site, ns in out.general.items():
         print("general", site, "per layer", ns.per_layer())
     for c in names:

@@ -46,6 +46,6 @@ result.save(out, overwrite=args.overwrite)
 print(f"{result}\n  {int(n_tokens.sum())} tokens in {time.monotonic() - start:.0f} s -> {out}")
 for theta in (1.0, args.doc_frequency):
     print(f"\nspecific units per group and site at doc_frequency={theta}:")
-    print(result.summary(theta).to_string())
+    print(result.table(theta).to_string())
 print(f"\nper-layer counts of the MLP sets at doc_frequency={args.doc_frequency}:")
-print(result.neuron_sets("mlp").summary().to_string())
+print(result.neuron_sets("mlp").table().to_string())

@@ -110,7 +110,7 @@ for target in TARGETS if not reuse else []:
     result = ln.sweep(model, lambda a, t=target: additive(t, a), ALPHAS, prompts=english,
                       target=target, lss_items=shift_items("en", target), nll_corpus=corpus,
                       progress=False, **gen)
-    table = result.table.rename(columns={f"nll:{target}": "nll:target"}).reset_index()
+    table = result.table().rename(columns={f"nll:{target}": "nll:target"}).reset_index()
     base = {k.replace(f"nll:{target}", "nll:target"): v for k, v in result.baseline.items()}
     table = pd.concat([pd.DataFrame([{"value": 0.0, **base}]), table], ignore_index=True)
     table.insert(0, "target", target)
@@ -119,7 +119,7 @@ for target in TARGETS if not reuse else []:
     sweeps.append(table)
     keep_examples(f"additive alpha={result.best()}", target, result.generations[result.best()])
     print(f"[{time.monotonic() - start:6.0f}s] sweep {target}: best alpha {result.best()}, "
-          f"rates {result.table['forcing_rate'].round(2).tolist()}", flush=True)
+          f"rates {result.table()['forcing_rate'].round(2).tolist()}", flush=True)
 if reuse:
     sweep_table = pd.read_csv(out / "sweep_additive.csv")
     for target, alpha in sweep_table[sweep_table["best_by_lss"]][["target", "value"]].values:

@@ -32,11 +32,11 @@ matrix = ln.perplexity_matrix(model, real_stats.heldout(stats, languages, n_line
 delta = ln.nll_delta(matrix)
 own = ln.nll_delta(matrix, interval=0.95).loc[[(g, g) for g in languages]]
 with pd.option_context("display.width", 200, "display.max_columns", 30):
-    print(f"{args.model}: LAPE units per language: {neurons.summary()['total'].to_dict()}")
+    print(f"{args.model}: LAPE units per language: {neurons.table()['total'].to_dict()}")
     print(f"\nΔ mean NLL (rows deactivated, columns evaluated):\n"
           f"{delta.to_string(float_format=lambda v: f'{v:+.3f}')}")
     print(f"\nown / others:\n{ln.specificity(delta).round(1).to_string()}")
     print(f"\nown ΔNLL, paired 95% bootstrap:\n{own.round(3).to_string()}")
 print(f"\n{time.monotonic() - start:.0f} s")
 if args.csv:
-    matrix.to_csv(args.csv)
+    matrix.table().to_csv(args.csv)

@@ -165,7 +165,7 @@ def main() -> None:
     runs = {"model": [], "error term kept": [(HOOK, identity)],
             "reconstruction": [(HOOK, splice(sae))],
             "mean ablation": [(HOOK, splice(sae, acts.mean(0)))]}
-    results = {name: ln.perplexity(model, corpus, fwd_hooks=hooks, progress=False)
+    results = {name: ln.perplexity(model, corpus, fwd_hooks=hooks, progress=False).table()
                for name, hooks in runs.items()}
     table = pd.DataFrame({name: r["mean_nll"] for name, r in results.items()})
     n_tok = results["model"]["n_tokens"]

@@ -145,7 +145,7 @@ def main() -> None:
     for layer, a, b in zip(kl["layers"], kl["logit"], kl["tuned"], strict=True):
         print(f"{layer:5d} {a:9.3f} {b:9.3f}")
     info.update({"lines_per_language": args.lines, "train_digest": texts_digest(train),
-                 "source": "gettext catalogs (lensneurons.subjects.real_stats.texts, training lines)",
+                 "source": "gettext catalogs (ln.real_stats.texts, training lines)",
                  "threads": torch.get_num_threads()})
     lens.meta["heldout_kl"] = kl
     print(f"total {time.monotonic() - start:.0f} s")

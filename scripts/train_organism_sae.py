@@ -42,7 +42,7 @@ def main() -> None:
     stats = ln.collect(model, heldout, site=ln.sae_site(sae), progress=False)
     probs = stats.probs()[:, 0]  # [group, latent]
     print("LAPE top_rate=0.1 (one global ranking):")
-    print(ln.lape(stats, top_rate=0.1).summary().to_string())
+    print(ln.lape(stats, top_rate=0.1).table().to_string())
     sets = ln.lape(stats, per_group_budget=10)
     print("LAPE per_group_budget=10: P(active) on own language vs the others")
     for g, group in enumerate(stats.groups):

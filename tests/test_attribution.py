@@ -119,14 +119,14 @@ def test_batched_equals_one_by_one(arch):
         assert batched.n_items == len(ITEMS)
 
 
-def test_logprob_target_and_clamp():
+def test_logprob_objective_and_clamp():
     """logprob scores are prob scores / P(y)²; clamping keeps max(s, 0) per item."""
     model = double_model(FD_ARCHS[0])
     prompt, answer = ITEMS[3]
     tokens, y = encode(model, prompt, answer)
     p = prob_with(model, tokens, y, "blocks.0.attn.hook_v", 0, 0, 1.0)
     prob = ln.attribution(model, [(prompt, answer)], progress=False)
-    logprob = ln.attribution(model, [(prompt, answer)], target="logprob", progress=False)
+    logprob = ln.attribution(model, [(prompt, answer)], objective="logprob", progress=False)
     for site in SITES:
         torch.testing.assert_close(logprob[site] * p * p, prob[site], rtol=1e-5,
                                    atol=1e-7 * float(prob[site].abs().max()))
@@ -169,9 +169,9 @@ def test_save_load_and_top(organism, tmp_path):
     scores.save(tmp_path / "s")
     back = ln.AttributionScores.load(tmp_path / "s", model=organism)
     assert back.sites == ["mlp", "attn.q"] and back.n_items == 2
-    assert back.meta["target"] == "prob"
+    assert back.meta["objective"] == "prob"
     torch.testing.assert_close(back["mlp"], scores["mlp"])
-    chosen = scores.top(0.01, site="mlp")
+    chosen = scores.neuron_sets(top_rate=0.01, site="mlp")["top"]
     assert len(chosen) == round(0.01 * 4 * 2048) and chosen.site == "mlp"
     assert float(scores["mlp"][chosen.mask].min()) >= float(scores["mlp"][~chosen.mask].max())
     with pytest.raises(ln.errors.ModelMismatchError):

@@ -72,7 +72,7 @@ def test_contrast_selects_the_units_one_language_needs_more():
     q["en"][0, 2] = 0.4  # a weaker English unit: still above what the others need
     attributed = {g: ln.AttributionScores({"mlp": t}, n_items=4) for g, t in q.items()}
     out = ln.culture_neurons(attributed, others_mean(attributed), None,
-                             general_mlp_rate=0.05, specific_rate=0.1)
+                             general_mlp_top_rate=0.05, specific_top_rate=0.1)
     sets = out.specific["mlp"]
     found = {g: {tuple(u) for u in sets[g].mask.nonzero().tolist()} for g in sets.groups}
     assert found == {"en": {(0, 2)}, "de": {(0, 3)}, "fr": {(1, 4)}, "ru": {(0, 6), (1, 6)}}
@@ -85,9 +85,9 @@ def test_shipped_gemma_scores_give_language_sets():
     folder = real_stats.data_dir("gemma-3-270m") / "attribution"
     groups = list(real_stats.LANGUAGES)
     shipped = {g: ln.AttributionScores.load(folder / g) for g in groups}
-    assert {(tuple(s["mlp"].shape), s.n_items, s.meta["target"]) for s in shipped.values()} == {
+    assert {(tuple(s["mlp"].shape), s.n_items, s.meta["objective"]) for s in shipped.values()} == {
         ((18, 2048), 256, "logprob")}
     sets = ln.culture_neurons(shipped, others_mean(shipped), None,
-                              specific_rate=50 / (18 * 2048)).specific["mlp"]
+                              specific_top_rate=50 / (18 * 2048)).specific["mlp"]
     assert sets.groups == groups
     assert all(0 < len(sets[g]) <= 50 for g in groups)

@@ -68,8 +68,8 @@ def scores(shape=(2, 8), sites=("mlp",)):
 
 def select(**kw):
     q = {"jp": scores(), "mx": scores()}
-    return ln.culture_neurons(q, scores(), None, **{"general_mlp_rate": 0.25,
-                                                    "specific_rate": 0.25, **kw})
+    return ln.culture_neurons(q, scores(), None, **{"general_mlp_top_rate": 0.25,
+                                                    "specific_top_rate": 0.25, **kw})
 
 
 def answer_id(c, answer=" sur"):
@@ -101,7 +101,7 @@ def bf16_and_fp32(c):
     q = {"jp": scored(c, {"fingerprint": fingerprint(c)}),
          "mx": scored(c, {"fingerprint": fingerprint(c)})}
     return ln.culture_neurons(q, scored(c, {"fingerprint": fingerprint(c, torch.bfloat16)}),
-                              None, general_mlp_rate=0.25, specific_rate=0.25)
+                              None, general_mlp_top_rate=0.25, specific_top_rate=0.25)
 
 
 def same_as_unfingerprinted(result, c):
@@ -117,13 +117,14 @@ def other_weights(c):
     return ln.culture_neurons(q, scores(), None)
 
 
-def targets(q_target, control_target):
+def objectives(q_objective, control_objective):
     q = {"jp": scores(), "mx": scores()}
     for s in q.values():
-        s.meta["target"] = q_target
+        s.meta["objective"] = q_objective
     control = scores()
-    control.meta["target"] = control_target
-    return ln.culture_neurons(q, control, None, general_mlp_rate=0.25, specific_rate=0.25)
+    control.meta["objective"] = control_objective
+    return ln.culture_neurons(q, control, None, general_mlp_top_rate=0.25,
+                              specific_top_rate=0.25)
 
 
 CASES = [
@@ -139,8 +140,8 @@ CASES = [
          lambda c: run(c, [("Le chat", 10**9)]), VocabularyError, "outside the vocabulary"),
     Case("prompt-too-long", "attribution(model, [('mot ' * 5000, ' x')])",
          lambda c: run(c, [("mot " * 5000, " x")]), ContextLengthError, "Shorten"),
-    Case("unknown-target", "attribution(model, items, target='nll')",
-         lambda c: run(c, target="nll"), ParameterError, "prob"),
+    Case("unknown-objective", "attribution(model, items, objective='nll')",
+         lambda c: run(c, objective="nll"), ParameterError, "prob"),
     Case("unknown-site", "attribution(model, items, sites=('mlp.out',))",
          lambda c: run(c, sites=("mlp.out",)), UnknownSiteError, "known sites"),
     Case("zero-batch", "attribution(model, items, batch_size=0)",
@@ -153,21 +154,24 @@ CASES = [
          under(torch.inference_mode), check=same_as_plain),
     Case("inference-tensor-weights", "attribution(a model loaded inside inference_mode, items)",
          inference_weights, GradientUnavailableError, "outside inference_mode"),
-    Case("top-zero", "scores.top(0)", lambda c: scores().top(0), ParameterError, r"\(0, 1\]"),
-    Case("top-tiny", "scores.top(0.001) on 16 units", lambda c: scores().top(0.001),
-         ParameterError, "at least one unit"),
-    Case("top-unscored-site", "scores.top(0.1, site='attn.q') on MLP scores",
-         lambda c: scores().top(0.1, site="attn.q"), UnknownSiteError, "scored sites"),
+    Case("top-rate-zero", "scores.neuron_sets(top_rate=0)",
+         lambda c: scores().neuron_sets(top_rate=0), ParameterError, r"\(0, 1\]"),
+    Case("top-rate-tiny", "scores.neuron_sets(top_rate=0.001) on 16 units",
+         lambda c: scores().neuron_sets(top_rate=0.001), ParameterError, "at least one unit"),
+    Case("top-rate-unscored-site", "scores.neuron_sets(top_rate=0.1, site='attn.q') on MLP scores",
+         lambda c: scores().neuron_sets(top_rate=0.1, site="attn.q"), UnknownSiteError,
+         "scored sites"),
     Case("load-missing", "AttributionScores.load(empty folder)",
          lambda c: ln.AttributionScores.load(c.tmp_path / "no-scores"), ResultNotFoundError),
-    Case("culture-rate-zero", "culture_neurons(..., general_mlp_rate=0)",
-         lambda c: select(general_mlp_rate=0), ParameterError, r"\(0, 1\]"),
-    Case("culture-rate-above-one", "culture_neurons(..., exclude_rate=1.5)",
-         lambda c: select(exclude_rate=1.5), ParameterError, "exclude_rate"),
+    Case("culture-rate-zero", "culture_neurons(..., general_mlp_top_rate=0)",
+         lambda c: select(general_mlp_top_rate=0), ParameterError, r"\(0, 1\]"),
+    Case("culture-rate-above-one", "culture_neurons(..., exclude_top_rate=1.5)",
+         lambda c: select(exclude_top_rate=1.5), ParameterError, "exclude_top_rate"),
     Case("culture-z-nan", "culture_neurons(..., z_threshold=nan)",
          lambda c: select(z_threshold=float("nan")), ParameterError, "finite"),
-    Case("culture-rate-selects-nothing", "culture_neurons(..., specific_rate=0.01) on 16 units",
-         lambda c: select(specific_rate=0.01), ParameterError, "at least one unit"),
+    Case("culture-rate-selects-nothing",
+         "culture_neurons(..., specific_top_rate=0.01) on 16 units",
+         lambda c: select(specific_top_rate=0.01), ParameterError, "at least one unit"),
     Case("culture-one", "culture_neurons({'jp': s}, control, None)",
          lambda c: ln.culture_neurons({"jp": scores()}, scores(), None), TooFewGroupsError,
          "two cultures"),
@@ -177,10 +181,11 @@ CASES = [
     Case("culture-shapes-differ", "culture_neurons with a [2, 8] and a [3, 8] score",
          lambda c: ln.culture_neurons({"jp": scores(), "mx": scores((3, 8))}, scores(), None),
          ShapeMismatchError, "same sites"),
-    Case("culture-targets-mixed",
-         "culture_neurons(q scored with target='prob', control with target='logprob', None)",
-         lambda c: targets("prob", "logprob"), ParameterError,
-         r"control_scores with target='logprob'.*not comparable.*same target"),
+    Case("culture-objectives-mixed",
+         "culture_neurons(q scored with objective='prob', control with objective='logprob', "
+         "None)",
+         lambda c: objectives("prob", "logprob"), ParameterError,
+         r"control_scores with objective='logprob'.*not comparable.*same objective"),
     Case("culture-nan-scores", "culture_neurons({'jp': scores with a NaN, 'mx': s}, control, "
          "None)",
          lambda c: ln.culture_neurons({"jp": scored(c, fill=float("nan")), "mx": scores()},

@@ -11,7 +11,6 @@ import pytest
 import torch
 from _catalog import Case
 
-from lensneurons.collect.stats import ActivationStats
 from lensneurons.corpora import Lexicon, build_lexicon, code_mix, coverage
 from lensneurons.detect import active_sets, plot_specialisation, specialisation_iou
 from lensneurons.errors import (
@@ -22,6 +21,7 @@ from lensneurons.errors import (
     ShapeMismatchError,
     UnknownLanguageError,
 )
+from lensneurons.stats.activation_stats import ActivationStats
 
 LEX = Lexicon("fr", "en", {"chat": "cat", "dort": "sleeps"})
 TEXTS = ["Le chat dort.", "Le chien dort aussi."]

@@ -16,12 +16,22 @@ from lensneurons.errors import (
     EmptyTokenizationError,
     ParameterError,
     ShapeMismatchError,
+    UnknownGroupError,
 )
+from lensneurons.evaluate.perplexity import PerplexityMatrix
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog barks at night."],
          "fr": ["Le chat dort sur le tapis.", "Un chien aboie la nuit."]}
 MATRIX = pd.DataFrame({"en": [3.0, 3.1, 3.0], "fr": [4.0, 4.6, 4.1]},
                       index=["none", "fr", "random:fr"])
+
+
+def with_attrs():
+    """A DataFrame carrying per-sequence data in attrs, as perplexity_matrix once returned."""
+    frame = MATRIX.copy()
+    frame.attrs = {"per_sequence": {row: ln.evaluate.SequenceNLL(("en",), ["en"], [3.0], [1])
+                                    for row in frame.index}}
+    return frame
 
 
 def corpus(**options):
@@ -36,12 +46,13 @@ def full_layer(c):
 
 
 def hurts_without_baseline(matrix, c):
-    assert list(matrix.index) == ["none", "fr"]
+    assert list(matrix.table().index) == ["none", "fr"]
     assert (ln.nll_delta(matrix).loc["fr"] > 0.1).all()  # a whole MLP off hurts every group
 
 
-def counts_predicted_tokens(table, c):
+def counts_predicted_tokens(result, c):
     """One text per group and window: every token but the first is predicted and counted."""
+    table = result.table()
     expected = [sum(len(c.model.to_tokens(t)[0]) - 1 for t in TEXTS[g]) for g in TEXTS]
     assert table["n_tokens"].tolist() == expected
     assert (table["ppl"] > 1.5).all()
@@ -107,6 +118,20 @@ CASES = [
          lambda c: ln.nll_delta(MATRIX.drop("none")), ParameterError, "'none' row"),
     Case("evaluate-delta-not-a-frame", "nll_delta({'none': 1.0})",
          lambda c: ln.nll_delta({"none": 1.0}), ParameterError, "DataFrame"),
+    Case("evaluate-delta-frame-with-attrs",
+         "nll_delta(frame) where frame.attrs['per_sequence'] holds the former hidden channel",
+         lambda c: ln.nll_delta(with_attrs()), ParameterError,
+         "Pass the PerplexityMatrix that ln.perplexity_matrix returns"),
+    Case("evaluate-specificity-frame-with-attrs",
+         "specificity(delta) where delta.attrs['per_sequence'] is set",
+         lambda c: ln.specificity(with_attrs() - with_attrs().loc["none"]), ParameterError,
+         "Pass the PerplexityMatrix"),
+    Case("evaluate-select-unknown-row", "matrix.select(['none', 'de'])",
+         lambda c: PerplexityMatrix(MATRIX).select(["none", "de"]),
+         UnknownGroupError, r"no row or column \['de'\]"),
+    Case("evaluate-specificity-of-perplexity-matrix", "specificity(PerplexityMatrix(matrix))",
+         lambda c: ln.specificity(PerplexityMatrix(MATRIX)),
+         check=lambda result, c: no_ratio_without_others(result)),
     Case("evaluate-delta-interval-one", "nll_delta(matrix, interval=1)",
          lambda c: ln.nll_delta(MATRIX, interval=1), ParameterError, r"\(0, 1\)"),
     Case("evaluate-delta-interval-nan", "nll_delta(matrix, interval=float('nan'))",

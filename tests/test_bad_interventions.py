@@ -152,7 +152,8 @@ CASES = [
          lambda c: register(c, ln.deactivate(units(c, width=100))),
          ShapeMismatchError, "width 100"),
     Case("random-like-full-layer", "random_like(a set holding whole layers)",
-         lambda c: ln.neurons.random_like(ln.NeuronSet.from_mask(torch.ones(4, 16, dtype=torch.bool))),
+         lambda c: ln.neurons.random_like(
+             ln.NeuronSet.from_mask(torch.ones(4, 16, dtype=torch.bool))),
          ParameterError, "overlap"),
     Case("random-like-overlap-allowed", "random_like(full set, disjoint=False)",
          random_overlapping, check=lambda pair, c: (pair[1] == pair[0]) or pytest.fail()),

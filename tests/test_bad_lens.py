@@ -10,17 +10,17 @@ from _catalog import Case
 
 from lensneurons.errors import (
     ContextLengthError,
+    EmptyTokenSetError,
     InvalidTextError,
     ParameterError,
+    PositionOutOfRangeError,
     ResultNotFoundError,
     ShapeMismatchError,
+    UnknownLanguageError,
     VocabularyError,
 )
 from lensneurons.lens import (
-    EmptyTokenSetError,
-    PositionOutOfRangeError,
     TunedLens,
-    UnknownLanguageError,
     latent_language,
     logit_lens,
     mwork,
@@ -40,15 +40,15 @@ def lens(c, *inputs, **options):
     return logit_lens(c.model, *(inputs or ("Le chat dort",)), **options)
 
 
-def same_as_last_layer(result, c):
-    """layers=-1 (or [-1]) is the last block's output, as layers=[L]."""
+def same_as_last_depth(result, c):
+    """depths=-1 (or [-1]) is the last block's output, as depths=[L]."""
     n = c.model.cfg.n_layers
-    assert result.layers == [n]
-    assert torch.equal(result.entropy, lens(c, layers=[n]).entropy)
+    assert result.depths == [n]
+    assert torch.equal(result.entropy, lens(c, depths=[n]).entropy)
 
 
 def same_as_int_position(result, c):
-    """A numpy integer position reads as the int: same values, same [layer, batch] shape."""
+    """A numpy integer position reads as the int: same values, same [depth, batch] shape."""
     plain = lens(c, positions=-1)
     assert result.entropy.shape == plain.entropy.shape == (c.model.cfg.n_layers, 1)
     assert torch.equal(result.entropy, plain.entropy)
@@ -119,21 +119,21 @@ CASES = [
          lambda c: lens(c, positions=np.int64(-1)), check=same_as_int_position),
     Case("lens-positions-outside", "logit_lens(model, 'Hi', positions=50)",
          lambda c: lens(c, "Hi", positions=50), PositionOutOfRangeError, "outside prompt 0"),
-    # --- layers -----------------------------------------------------------------------------
-    Case("lens-layers-minus-one", "logit_lens(model, x, layers=[-1])",
-         lambda c: lens(c, layers=[-1]), check=same_as_last_layer),
-    Case("lens-layers-int", "logit_lens(model, x, layers=-1)",
-         lambda c: lens(c, layers=-1), check=same_as_last_layer),
-    Case("lens-layers-99", "logit_lens(model, x, layers=[99])",
-         lambda c: lens(c, layers=[99]), PositionOutOfRangeError, "Layer 99 does not exist"),
-    Case("lens-layers-below", "logit_lens(model, x, layers=[-6])",
-         lambda c: lens(c, layers=[-6]), PositionOutOfRangeError, "Layer -6 does not exist"),
-    Case("lens-layers-empty", "logit_lens(model, x, layers=[])",
-         lambda c: lens(c, layers=[]), ParameterError, "layers is empty"),
-    Case("lens-layers-string", "logit_lens(model, x, layers='0')",
-         lambda c: lens(c, layers="0"), ParameterError, "an int or a list of ints"),
-    Case("lens-layers-float", "logit_lens(model, x, layers=[1.5])",
-         lambda c: lens(c, layers=[1.5]), ParameterError, "each layer must be an integer"),
+    # --- depths (0 = embeddings, d = output of block d - 1) ----------------------------------
+    Case("lens-depths-minus-one", "logit_lens(model, x, depths=[-1])",
+         lambda c: lens(c, depths=[-1]), check=same_as_last_depth),
+    Case("lens-depths-int", "logit_lens(model, x, depths=-1)",
+         lambda c: lens(c, depths=-1), check=same_as_last_depth),
+    Case("lens-depths-99", "logit_lens(model, x, depths=[99])",
+         lambda c: lens(c, depths=[99]), PositionOutOfRangeError, "Depth 99 does not exist"),
+    Case("lens-depths-below", "logit_lens(model, x, depths=[-6])",
+         lambda c: lens(c, depths=[-6]), PositionOutOfRangeError, "Depth -6 does not exist"),
+    Case("lens-depths-empty", "logit_lens(model, x, depths=[])",
+         lambda c: lens(c, depths=[]), ParameterError, "depths is empty"),
+    Case("lens-depths-string", "logit_lens(model, x, depths='0')",
+         lambda c: lens(c, depths="0"), ParameterError, "an int or a list of ints"),
+    Case("lens-depths-float", "logit_lens(model, x, depths=[1.5])",
+         lambda c: lens(c, depths=[1.5]), ParameterError, "each depth must be an integer"),
     # --- token sets -------------------------------------------------------------------------
     Case("lens-token-set-string", "logit_lens(model, x, token_sets={'fr': 'chat'})",
          lambda c: lens(c, token_sets={"fr": "chat"}), ParameterError, "start_tokens"),
@@ -153,9 +153,9 @@ CASES = [
          lambda c: lens(c, lens=tuned(d_model=64)(c)), ShapeMismatchError, "width 64"),
     Case("lens-tuned-identity", "logit_lens(model, x, lens=TunedLens.from_model(model))",
          lambda c: lens(c, lens=TunedLens.from_model(c.model)), check=untrained_is_identity),
-    Case("lens-tuned-forward-layer", "TunedLens(d, 4)(h, 9)",
+    Case("lens-tuned-forward-depth", "TunedLens(d, 4)(h, 9)",
          lambda c: tuned()(c)(torch.zeros(1, c.model.cfg.d_model), 9), PositionOutOfRangeError,
-         "Layer 9 is outside"),
+         "Depth 9 is outside"),
     Case("lens-tuned-zero-width", "TunedLens(0, 4)",
          lambda c: TunedLens(0, 4), ParameterError, "d_model must be an integer >= 1"),
     Case("lens-tuned-save-dtype-string", "tuned.save(path, dtype='bf16')",

@@ -17,7 +17,7 @@ import torch
 from _catalog import Case
 
 import lensneurons as ln
-from lensneurons.core import persistence as _io
+from lensneurons.core import persistence
 from lensneurons.errors import (
     CorruptResultError,
     ModelSourceError,
@@ -123,7 +123,8 @@ def edit(folder, kind, change, *, resign=False):
     document = json.loads(file.read_text())
     change(document)
     if resign:
-        document[_io.NAMESPACE]["digest"] = _io._digest(document, folder / f"{kind}.safetensors")
+        document[persistence.NAMESPACE]["digest"] = persistence._digest(
+            document, folder / f"{kind}.safetensors")
     file.write_text(json.dumps(document, indent=1))
     return folder
 
@@ -133,7 +134,7 @@ def as_format_2(folder, kind):
     where the metadata's own keys overwrote it (a ternary set's ``kind`` replaced ``neurons``)."""
     file = folder / f"{kind}.json"
     document = json.loads(file.read_text())
-    own = document.pop(_io.NAMESPACE)
+    own = document.pop(persistence.NAMESPACE)
     document.pop("format_version")
     file.write_text(json.dumps({"kind": kind, "format_version": 2,
                                 "lensneurons_version": own["version"], "token": own["token"],
@@ -177,13 +178,13 @@ def shorten_sweep_values(c, resign):
 
 def edit_environment(c, resign):
     path = edit(saved_stats(c), "stats",
-                lambda d: d[_io.NAMESPACE]["environment"].update(torch_threads=999),
+                lambda d: d[persistence.NAMESPACE]["environment"].update(torch_threads=999),
                 resign=resign)
     return ln.ActivationStats.load(path)
 
 
 def drop_digest(c):
-    path = edit(saved_stats(c), "stats", lambda d: d[_io.NAMESPACE].pop("digest"))
+    path = edit(saved_stats(c), "stats", lambda d: d[persistence.NAMESPACE].pop("digest"))
     return ln.ActivationStats.load(path)
 
 
@@ -261,7 +262,7 @@ def environment_on_a_gpu(c):
     torch.cuda.is_available = lambda: True
     torch.cuda.get_device_name = lambda device=None: f"Stand-in GPU {device}"
     try:
-        return _io.environment({"model_dtype": "bfloat16", "model_device": "cuda:1"})
+        return persistence.environment({"model_dtype": "bfloat16", "model_device": "cuda:1"})
     finally:
         torch.cuda.is_available, torch.cuda.get_device_name = saved
 
@@ -286,9 +287,9 @@ def shipped_results(c):
     loaded = []
     for json_file in sorted(Path(real_stats._real_root()).rglob("*.json")):
         folder, kind = json_file.parent, json_file.stem
-        if kind not in _io.KINDS or not (folder / f"{kind}.safetensors").exists():
+        if kind not in persistence.KINDS or not (folder / f"{kind}.safetensors").exists():
             continue
-        loaded.append((kind, _io.load_result(folder, kind)))
+        loaded.append((kind, persistence.load_result(folder, kind)))
     return loaded
 
 

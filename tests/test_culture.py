@@ -62,9 +62,9 @@ def units(ns) -> set[tuple[int, int]]:
 
 def test_planted_general_and_specific():
     questions, control, crc = planted()
-    out = ln.culture_neurons(questions, control, crc, general_mlp_rate=3 / 200,
-                             general_attn_rate=1 / 120, specific_rate=8 / 320,
-                             exclude_rate=0.01)
+    out = ln.culture_neurons(questions, control, crc, general_mlp_top_rate=3 / 200,
+                             general_attn_top_rate=1 / 120, specific_top_rate=8 / 320,
+                             exclude_top_rate=0.01)
     assert units(out.general["mlp"]) == {(0, 5), (1, 7)}
     assert units(out.general["attn.q"]) == {(1, 3)}
     assert not units(out.general["attn.k"]) and not units(out.general["attn.v"])
@@ -72,14 +72,15 @@ def test_planted_general_and_specific():
     assert units(out.specific["mlp"]["mx"]) == {(0, 30)}
     assert units(out.specific["attn.v"]["mx"]) == {(0, 4)}
     assert sum(len(out.specific[s]["fr"]) for s in out.specific) == 0
-    assert out.summary().loc["jp", "mlp"] == 2 and out.specific["mlp"]["jp"].site == "mlp"
+    assert out.table().loc["jp", "mlp"] == 2 and out.specific["mlp"]["jp"].site == "mlp"
     # Without the country-name step, the excluded units come back.
-    kept = ln.culture_neurons(questions, control, None, general_mlp_rate=3 / 200,
-                              general_attn_rate=1 / 120, specific_rate=8 / 320)
+    kept = ln.culture_neurons(questions, control, None, general_mlp_top_rate=3 / 200,
+                              general_attn_top_rate=1 / 120, specific_top_rate=8 / 320)
     assert (1, 11) in units(kept.general["mlp"]) and (1, 50) in units(kept.specific["mlp"]["jp"])
     # A stricter z rule drops the unit shared by jp and mx (z = 0.71) but keeps jp's own (1.41).
-    strict = ln.culture_neurons(questions, control, crc, general_mlp_rate=3 / 200,
-                                general_attn_rate=1 / 120, specific_rate=8 / 320, z_threshold=1)
+    strict = ln.culture_neurons(questions, control, crc, general_mlp_top_rate=3 / 200,
+                                general_attn_top_rate=1 / 120, specific_top_rate=8 / 320,
+                                z_threshold=1)
     assert units(strict.specific["mlp"]["jp"]) == {(0, 20)}
 
 

@@ -113,8 +113,8 @@ def test_ternary_split():
     # the largest such lam, to the search's resolution: just above it a general unit gets in
     above = ln.ternary(stats, top_rate=0.04, bar_ratio=0.98, lam=auto.lam + 1e-3)
     assert above.appear[len(GROUPS)] >= 1
-    assert not any(s.mask[everywhere] for s in auto.language_neurons().values())
-    assert list(auto.summary().columns) == ["specific", "related"]
+    assert not any(s.mask[everywhere] for s in auto.neuron_sets().values())
+    assert list(auto.table().columns) == ["specific", "related"]
 
 
 def stats_with_general_unit():

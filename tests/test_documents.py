@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.collect import _checkpoint
 from lensneurons.core.sites import get_site
 from lensneurons.corpora.corpus import TokenizedCorpus
 from lensneurons.errors import CollectInterrupted
+from lensneurons.stats import _checkpoint
 
 BATCH = 3
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import lensneurons as ln
 from lensneurons.errors import EvaluationInterrupted
 from lensneurons.evaluate import SequenceNLL, deltas
+from lensneurons.evaluate.perplexity import PerplexityMatrix
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog runs."],
          "fr": ["Le chat dort sur le tapis.", "Un chien court."]}
@@ -31,7 +32,7 @@ def direct_nll(model, corpus, group):
 
 def test_perplexity_matches_direct_computation(arch_model):
     corpus = ln.Corpus.from_texts(TEXTS)
-    table = ln.perplexity(arch_model, corpus, batch_size=3, progress=False)
+    table = ln.perplexity(arch_model, corpus, batch_size=3, progress=False).table()
     for group in corpus.groups:
         assert table.loc[group, "mean_nll"] == pytest.approx(direct_nll(arch_model, corpus, group),
                                                              rel=1e-4)
@@ -41,9 +42,9 @@ def test_perplexity_matches_direct_computation(arch_model):
 def test_perplexity_under_hooks_changes(llama_model):
     corpus = ln.Corpus.from_texts(TEXTS)
     mask = torch.ones(2, 128, dtype=torch.bool)
-    clean = ln.perplexity(llama_model, corpus, progress=False)
+    clean = ln.perplexity(llama_model, corpus, progress=False).table()
     broken = ln.perplexity(llama_model, corpus, progress=False,
-                           fwd_hooks=ln.deactivate(ln.NeuronSet.from_mask(mask)))
+                           fwd_hooks=ln.deactivate(ln.NeuronSet.from_mask(mask))).table()
     assert (broken["mean_nll"] != clean["mean_nll"]).all()
 
 
@@ -52,10 +53,11 @@ def test_matrix_rows_columns_and_helpers(llama_model):
     stats = ln.collect(llama_model, corpus, progress=False)
     neurons = ln.lape(stats, top_rate=0.05, filter_rate=0.5, bar_ratio=0.5)
     matrix = ln.perplexity_matrix(llama_model, corpus, neurons, progress=False)
-    assert list(matrix.index) == ["none", "en", "fr", "random:en", "random:fr"]
-    assert list(matrix.columns) == ["en", "fr"]
-    clean = ln.perplexity(llama_model, corpus, progress=False)["mean_nll"]
-    assert matrix.loc["none"].tolist() == pytest.approx(clean.tolist())
+    table = matrix.table()
+    assert list(table.index) == ["none", "en", "fr", "random:en", "random:fr"]
+    assert list(table.columns) == ["en", "fr"]
+    clean = ln.perplexity(llama_model, corpus, progress=False).table()["mean_nll"]
+    assert table.loc["none"].tolist() == pytest.approx(clean.tolist())
     delta = ln.nll_delta(matrix)
     assert (delta.loc["none"] == 0).all()
     assert ln.evaluate.ppl_ratio(matrix).loc["fr", "fr"] == pytest.approx(
@@ -101,8 +103,8 @@ def whole_batch_nll(model, corpus, batch_size):
 
 
 def test_row_wise_nll_equals_whole_batch_cross_entropy(organism, heldout):
-    table = ln.perplexity(organism, heldout, batch_size=8, progress=False)
-    per_sequence = table.attrs["per_sequence"]
+    result = ln.perplexity(organism, heldout, batch_size=8, progress=False)
+    table, per_sequence = result.table(), result.per_sequence
     old_sums, old_groups = whole_batch_nll(organism, heldout, 8)
     assert per_sequence.nll_sum == pytest.approx(old_sums, rel=1e-6, abs=1e-6)
     assert per_sequence.group.tolist() == [heldout.groups[g] for g in old_groups]
@@ -129,11 +131,11 @@ def test_scoring_holds_at_most_one_sequence_in_fp32(organism, heldout, monkeypat
 
 
 def test_per_sequence_sums_add_up_to_the_table(organism, heldout):
-    table = ln.perplexity(organism, heldout, batch_size=5, max_tokens_per_group=300,
-                          progress=False)
-    per_sequence = table.attrs["per_sequence"]
+    result = ln.perplexity(organism, heldout, batch_size=5, max_tokens_per_group=300,
+                           progress=False)
+    table, per_sequence = result.table(), result.per_sequence
     assert len(per_sequence) == len(heldout.tokenize(organism).limit(300).sequences)
-    frame = per_sequence.to_frame()
+    frame = per_sequence.table()
     assert list(frame.columns) == ["group", "nll_sum", "n_tokens"]
     assert frame["nll_sum"].dtype == np.float64
     for group in heldout.groups:
@@ -145,32 +147,45 @@ def test_per_sequence_sums_add_up_to_the_table(organism, heldout):
         assert total / 300 == table.loc[group, "mean_nll"]
     again = ln.perplexity(organism, heldout, batch_size=5, max_tokens_per_group=300,
                           progress=False)
-    assert again.attrs["per_sequence"] == per_sequence  # same order on every run
+    assert again.per_sequence == per_sequence  # same order on every run
 
 
-def test_matrix_per_sequence_data_survive_pandas(organism, heldout, ru_neurons, tmp_path):
+def test_matrix_per_sequence_data_survive_selection_and_saving(organism, heldout, ru_neurons,
+                                                                tmp_path):
     matrix = ln.perplexity_matrix(organism, heldout, ru_neurons, random_baseline=False,
                                   progress=False)
-    per_sequence = matrix.attrs["per_sequence"]
+    per_sequence = matrix.per_sequence
+    table = matrix.table()
     assert list(per_sequence) == ["none", "ru"]
     assert per_sequence["none"] == ln.perplexity(organism, heldout,
-                                                 progress=False).attrs["per_sequence"]
+                                                 progress=False).per_sequence
     assert per_sequence["ru"].same_sequences(per_sequence["none"])
     assert per_sequence["ru"] != per_sequence["none"]
-    derived = [ln.nll_delta(matrix), ln.evaluate.ppl_ratio(matrix), matrix.loc[["none", "ru"], ["ru"]],
-               matrix.T.T, matrix.round(3), pd.concat([matrix, matrix]), matrix.copy()]
-    for frame in derived:
-        assert frame.attrs["per_sequence"]["ru"] == per_sequence["ru"]
-    assert (ln.nll_delta(matrix) == matrix - matrix.loc["none"]).all().all()
+    derived = [matrix.select(["none", "ru"], ["ru"]), matrix.select(), matrix.select(["ru"]),
+               PerplexityMatrix.load(matrix.save(tmp_path / "matrix"))]
+    for result in derived:
+        assert result.per_sequence["ru"] == per_sequence["ru"]
+    assert (ln.nll_delta(matrix) == table - table.loc["none"]).all().all()
     full = ln.nll_delta(matrix, interval=0.9)
-    part = ln.nll_delta(matrix.loc[["none", "ru"], ["ru"]], interval=0.9)
+    part = ln.nll_delta(matrix.select(["none", "ru"], ["ru"]), interval=0.9)
     assert part.loc[("ru", "ru")].tolist() == full.loc[("ru", "ru")].tolist()
+    loaded = ln.nll_delta(derived[-1], interval=0.9)
+    assert loaded.loc[("ru", "ru")].tolist() == full.loc[("ru", "ru")].tolist()
+    swapped = matrix.select({"ru": "none", "none": "ru"})  # rows renamed with their sequences
+    assert swapped.per_sequence["none"] == per_sequence["ru"]
+    own = ln.nll_delta(matrix).loc["ru", "ru"]
+    assert ln.nll_delta(swapped).loc["ru", "ru"] == pytest.approx(-own)
 
-    matrix.to_csv(tmp_path / "matrix.csv")
+    table.to_csv(tmp_path / "matrix.csv")
     back = pd.read_csv(tmp_path / "matrix.csv", index_col=0)
     assert ln.nll_delta(back).to_numpy() == pytest.approx(ln.nll_delta(matrix).to_numpy())
     with pytest.raises(ln.errors.MissingStatisticError, match="perplexity_matrix"):
         ln.nll_delta(back, interval=0.95)
+    hidden = table.copy()
+    hidden.attrs = {"per_sequence": per_sequence}  # the former hidden channel is refused
+    for function in (ln.nll_delta, ln.evaluate.ppl_ratio, ln.specificity):
+        with pytest.raises(ln.errors.ParameterError, match="PerplexityMatrix"):
+            function(hidden)
     with pytest.raises(ValueError, match="interval"):
         ln.nll_delta(matrix, interval=95)
     with pytest.raises(ValueError, match="n_boot"):
@@ -185,14 +200,15 @@ def test_interval_contains_delta_and_narrows_with_more_text(organism, heldout, r
         ci = ln.nll_delta(matrix, interval=0.95)
         assert list(ci.columns) == ["delta", "low", "high", "n_sequences"]
         assert ci.index.names == ["deactivated", "evaluated"]
-        assert ci["delta"].unstack().loc[matrix.index, matrix.columns].equals(
+        table = matrix.table()
+        assert ci["delta"].unstack().loc[table.index, table.columns].equals(
             ln.nll_delta(matrix).rename_axis(index="deactivated", columns="evaluated"))
         assert (ci.loc["none", ["delta", "low", "high"]] == 0).all().all()
         cell = ci.loc[("ru", "ru")]
         assert cell["low"] > 0  # layer 0's MLP off: clearly worse
         # the percentile interval agrees with the delta method's normal interval of the ratio
         # sum(d_i) / sum(n_i) over resampled sequences: SE = sqrt(sum((d_i - delta n_i)^2)) / N
-        seqs = matrix.attrs["per_sequence"]
+        seqs = matrix.per_sequence
         chosen = (seqs["none"].group == "ru") & (seqs["none"].n_tokens > 0)
         diffs = seqs["ru"].nll_sum[chosen] - seqs["none"].nll_sum[chosen]
         n_tok = seqs["none"].n_tokens[chosen]
@@ -227,10 +243,11 @@ def test_ctrl_c_keeps_the_finished_rows(organism, heldout, ru_neurons):
     assert isinstance(stop, KeyboardInterrupt) and not isinstance(stop, Exception)
     assert isinstance(stop.__cause__, KeyboardInterrupt)
     assert stop.finished == ["none"] and stop.stopped_at == "ru"
-    assert list(stop.partial.index) == ["none"] and list(stop.partial.columns) == ["fr", "ru"]
+    partial = stop.partial.table()
+    assert list(partial.index) == ["none"] and list(partial.columns) == ["fr", "ru"]
     clean = ln.perplexity(organism, heldout, progress=False)
-    assert stop.partial.loc["none"].tolist() == clean["mean_nll"].tolist()
-    assert stop.partial.attrs["per_sequence"]["none"] == clean.attrs["per_sequence"]
+    assert partial.loc["none"].tolist() == clean.table()["mean_nll"].tolist()
+    assert stop.partial.per_sequence["none"] == clean.per_sequence
     assert len(passes) == first_row + 1  # nothing ran after the interrupt
 
 
@@ -242,7 +259,8 @@ def test_ctrl_c_before_any_row_gives_an_empty_partial(organism, heldout, ru_neur
         with pytest.raises(EvaluationInterrupted, match="row 'none'; 0 of 2") as info:
             ln.perplexity_matrix(organism, heldout, ru_neurons, random_baseline=False,
                                  progress=False)
-    assert info.value.partial.empty and list(info.value.partial.columns) == ["fr", "ru"]
+    partial = info.value.partial.table()
+    assert partial.empty and list(partial.columns) == ["fr", "ru"]
 
 
 GROUPS = ("en", "fr")
@@ -253,8 +271,7 @@ def synthetic_matrix(rows, group, n_tokens):
     per_sequence = {name: SequenceNLL(GROUPS, group, nll, n_tokens) for name, nll in rows.items()}
     matrix = pd.DataFrame({g: [nll[group == g].sum() / n_tokens[group == g].sum()
                                for nll in rows.values()] for g in GROUPS}, index=list(rows))
-    matrix.attrs = {"per_sequence": per_sequence}
-    return matrix
+    return PerplexityMatrix(matrix, per_sequence)
 
 
 def brute_force_interval(row, none, n_tokens, draws, interval, draws_none=None):

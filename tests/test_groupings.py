@@ -75,7 +75,8 @@ def test_compound_is_language_and_culture():
 def test_compound_pairs_same_names_by_default():
     langs, cults = language_and_culture_sets()
     renamed = ln.NeuronSets({g: cults[CULTURE_OF[g]] for g in LANGS})
-    assert dict(ln.detect.compound(langs, renamed)) == dict(ln.detect.compound(langs, cults, CULTURE_OF))
+    assert dict(ln.detect.compound(langs, renamed)) == dict(
+        ln.detect.compound(langs, cults, CULTURE_OF))
 
 
 def test_pure_culture_removes_every_language_unit():

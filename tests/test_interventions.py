@@ -181,7 +181,8 @@ def test_random_like_keeps_layer_profile():
     baseline = ln.neurons.random_like(neurons, seed=1)
     assert baseline.per_layer() == neurons.per_layer()
     assert len(baseline & neurons) == 0
-    assert ln.neurons.random_like(neurons, seed=1) == baseline != ln.neurons.random_like(neurons, seed=2)
+    random_like = ln.neurons.random_like
+    assert random_like(neurons, seed=1) == baseline != random_like(neurons, seed=2)
 
 
 def test_positions_out_of_range_during_cached_generation(llama_model):

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from lensneurons.lens import (
+from lensneurons.errors import (
     EmptyTokenSetError,
-    LensItem,
     NoItemsLeftError,
     UnknownLanguageError,
     VocabularyUnavailableError,
+)
+from lensneurons.lens import (
+    LensItem,
     latent_language,
     load_words,
     mwork,
@@ -112,7 +114,7 @@ def test_latent_language_counts_and_intervals(llama_model):
     assert lo.numpy() == pytest.approx(x.mean(1) - half, rel=1e-5, abs=1e-7)
     assert hi.numpy() == pytest.approx(x.mean(1) + half, rel=1e-5, abs=1e-7)
     assert set(res.single_token_fraction) == {"en", "ru"}
-    frame = res.to_dataframe()
+    frame = res.table()
     assert set(frame["quantity"]) == {"en", "ru", "entropy"}
     boot = latent_language(llama_model, items, ci="bootstrap")
     blo, bhi = boot.interval("ru")
@@ -156,7 +158,7 @@ def test_stage_split_from_n1_n2_and_curves(llama_model):
     res = latent_language(llama_model, items)
     stages = stage_split(res)
     flat = stages["understanding"] + stages["task_solving"] + stages["generation"]
-    assert flat == res.layers
+    assert flat == res.depths
 
 
 def test_mwork_view(llama_model):
@@ -174,7 +176,7 @@ def test_mwork_view(llama_model):
     assert view.layer_counts.tolist() == [0, 20]
     assert view.intervened["mask"].n_items == view.baseline.n_items
     assert view.delta("entropy").shape == (llama_model.cfg.n_layers,)
-    frame = view.to_dataframe()
+    frame = view.table()
     assert set(frame["condition"]) == {"baseline", "mask"}
     assert view.plot().axes
     fixed = mwork(llama_model, items, hooks, n1=1, n2=1)

@@ -6,11 +6,13 @@ import _models
 import pytest
 import torch
 
-from lensneurons.errors import VocabularyError
-from lensneurons.lens import (
+from lensneurons.errors import (
     EmptyTokenSetError,
     PositionOutOfRangeError,
     ReadoutError,
+    VocabularyError,
+)
+from lensneurons.lens import (
     logit_lens,
 )
 
@@ -39,7 +41,7 @@ def test_intermediate_layer_recomputes_final_norm(llama_model):
     rms = h.pow(2).mean().add(model.cfg.eps).rsqrt()
     weight = model.ln_final.w if hasattr(model.ln_final, "w") else model.ln_final.weight
     logits = (h * rms * weight) @ model.W_U + model.b_U
-    result = logit_lens(model, tokens, layers=[1], top_k=3)
+    result = logit_lens(model, tokens, depths=[1], top_k=3)
     torch.testing.assert_close(result.top_probs[0, 0], logits.softmax(-1).topk(3).values,
                                atol=1e-5, rtol=1e-4)
 
@@ -47,7 +49,7 @@ def test_intermediate_layer_recomputes_final_norm(llama_model):
 def test_shapes_dataframe_and_top_tokens(llama_model):
     result = logit_lens(llama_model, PROMPTS, token_sets={"x": [5], "y": [6, 7]}, top_k=4)
     n = llama_model.cfg.n_layers
-    assert result.layers == list(range(1, n + 1))
+    assert result.depths == list(range(1, n + 1))
     assert result.entropy.shape == (n, 3)
     assert result.set_probs.shape == (n, 3, 2)
     assert result.top_ids.shape == (n, 3, 4)
@@ -56,15 +58,15 @@ def test_shapes_dataframe_and_top_tokens(llama_model):
     top = result.top_ids[0, 0, 0].item()
     assert tokens[0][0][0] == (llama_model.tokenizer.decode([top]),
                                pytest.approx(result.top_probs[0, 0, 0].item()))
-    frame = result.to_dataframe()
+    frame = result.table()
     assert len(frame) == n * 3
-    assert {"layer", "entropy_bits", "top_token", "p_x", "p_y"} <= set(frame.columns)
+    assert {"depth", "entropy_bits", "top_token", "p_x", "p_y"} <= set(frame.columns)
     assert (result.entropy > 0).all() and (result.entropy <= 10).all()  # 512-token vocabulary
 
 
 def test_embedding_layer_and_multiple_positions(llama_model):
-    result = logit_lens(llama_model, PROMPTS[0], layers=[0, -1], positions=[0, -1], top_k=2)
-    assert result.layers == [0, llama_model.cfg.n_layers]
+    result = logit_lens(llama_model, PROMPTS[0], depths=[0, -1], positions=[0, -1], top_k=2)
+    assert result.depths == [0, llama_model.cfg.n_layers]
     assert result.entropy.shape == (2, 1, 2)
     assert result.positions[0, 0] == 0
 
@@ -130,11 +132,11 @@ def test_interventions_apply_and_equal_weight_edit():
     torch.testing.assert_close(hooked.top_probs, edited.top_probs, atol=1e-6, rtol=1e-4)
 
 
-def test_bad_positions_layers_and_sets(llama_model):
+def test_bad_positions_depths_and_sets(llama_model):
     with pytest.raises(PositionOutOfRangeError, match="outside prompt"):
         logit_lens(llama_model, "Hi", positions=50)
-    with pytest.raises(PositionOutOfRangeError, match="Layer"):
-        logit_lens(llama_model, "Hi", layers=[99])
+    with pytest.raises(PositionOutOfRangeError, match="Depth 99 does not exist"):
+        logit_lens(llama_model, "Hi", depths=[99])
     with pytest.raises(EmptyTokenSetError, match="empty"):
         logit_lens(llama_model, "Hi", token_sets={"none": [[]]})
     with pytest.raises(VocabularyError, match="outside the vocabulary"):

@@ -8,8 +8,8 @@ import _models
 import pytest
 import torch
 
-from lensneurons.errors import ModelMismatchError
-from lensneurons.lens import ReadoutError, TunedLens, logit_lens, readout_fn, tuned
+from lensneurons.errors import ModelMismatchError, ReadoutError
+from lensneurons.lens import TunedLens, logit_lens, readout_fn, tuned
 from lensneurons.lens.tuned import subset_readout
 
 TEXTS = [s for sents in _models.SENTENCES.values() for s in sents] * 3
@@ -17,8 +17,8 @@ TEXTS = [s for sents in _models.SENTENCES.values() for s in sents] * 3
 
 def test_untrained_lens_is_the_logit_lens(llama_model):
     lens = TunedLens.from_model(llama_model)
-    a = logit_lens(llama_model, "The cat sleeps", lens=lens, layers=[0, 1, 2])
-    b = logit_lens(llama_model, "The cat sleeps", layers=[0, 1, 2])
+    a = logit_lens(llama_model, "The cat sleeps", lens=lens, depths=[0, 1, 2])
+    b = logit_lens(llama_model, "The cat sleeps", depths=[0, 1, 2])
     torch.testing.assert_close(a.entropy, b.entropy)
 
 

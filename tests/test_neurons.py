@@ -27,9 +27,9 @@ def test_set_algebra():
         ln.NeuronSet.from_indices([[9]], width=6)
 
 
-def test_summary_overlap_exclusive():
+def test_table_overlap_exclusive():
     sets = make_sets()
-    table = sets.summary()
+    table = sets.table()
     assert table.loc["fr"].tolist() == [2, 0, 1, 3] and list(table.columns)[-1] == "total"
     iou = sets.overlap()
     assert iou.loc["fr", "de"] == pytest.approx(1 / 5) and iou.loc["fr", "fr"] == 1.0
@@ -39,8 +39,8 @@ def test_summary_overlap_exclusive():
     assert len(sets.union()) == 5
 
 
-def test_plot_layers_returns_a_figure():
-    fig = make_sets().plot_layers()
+def test_plot_returns_a_figure():
+    fig = make_sets().plot()
     assert fig.axes and fig.axes[0].get_xlabel() == "layer"
 
 

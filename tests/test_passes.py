@@ -1,4 +1,4 @@
-"""The shared batch loop (lensneurons/collect/passes.py): its contract, and its users out of memory."""
+"""The shared batch loop (lensneurons/stats/passes.py): its contract, its users out of memory."""
 
 import warnings
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.collect.passes import Passes, forward, run_batches, split
 from lensneurons.errors import BatchSplitWarning, InsufficientMemoryError
+from lensneurons.stats.passes import Passes, forward, run_batches, split
 
 OOM = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 

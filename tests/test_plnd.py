@@ -176,7 +176,7 @@ def test_planted_units_are_recovered(llama_model):
     texts = {g: [f"{s} {i}" for s in _models.SENTENCES[g] for i in range(3)] for g in ("en", "ru")}
     corpus = ln.Corpus.from_texts(texts)
     with llama_model.hooks(fwd_hooks=plant(llama_model, texts)):
-        result = ln.plnd(llama_model, corpus, sites=("mlp", "attn.v"), top_fraction=0.02,
+        result = ln.plnd(llama_model, corpus, sites=("mlp", "attn.v"), top_rate=0.02,
                          progress=False)
     last = llama_model.cfg.n_layers - 1
     freq = result.frequency("mlp")
@@ -212,7 +212,7 @@ def test_result_sets_files_and_hooks(organism, tmp_path):
         hooks = ln.deactivate(sets["fr"], model=organism)
         with organism.hooks(fwd_hooks=hooks):
             organism(organism.to_tokens("Le chat dort."))
-    table = result.summary(2 / 3)
+    table = result.table(2 / 3)
     assert list(table.columns) == result.sites and list(table.index) == result.groups
     result.save(tmp_path / "plnd")
     again = ln.PLNDResult.load(tmp_path / "plnd", model=organism)

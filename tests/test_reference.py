@@ -94,7 +94,7 @@ def test_packing_round_trips_and_detects_damage():
 def test_ternary_reproduces_released_mask_exactly(released):
     stats = response_only(*released)
     result = ln.ternary(stats, lam=0.109375)
-    mine = result.language_neurons().to_index_lists()
+    mine = result.neuron_sets().to_index_lists()
     expected = _reference.mask()
     assert sum(len(layer) for lists in expected.values() for layer in lists) == 6307
     assert {lang: [sorted(layer) for layer in lists] for lang, lists in expected.items()} == mine
@@ -123,4 +123,4 @@ def test_released_mask_loads_as_neuron_sets(released):
     assert sum(len(s) for s in sets.values()) == 6307
     assert torch.equal(
         sets["fr"].mask,
-        ln.ternary(response_only(*released), lam=0.109375).language_neurons()["fr"].mask)
+        ln.ternary(response_only(*released), lam=0.109375).neuron_sets()["fr"].mask)

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import lensneurons as ln
-from lensneurons.collect import _checkpoint
 from lensneurons.corpora.corpus import TokenizedCorpus
 from lensneurons.errors import CheckpointMismatchError, CollectInterrupted
+from lensneurons.stats import _checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, EVERY = 4, 2

@@ -55,9 +55,10 @@ def test_each_rule_on_planted_units():
 def test_ratio_top_and_rates():
     stricter = members(sae_lape(planted(), ratio=0.8))  # the command line's default
     assert "a and b" in stricter["a"] and "ratio edge" in stricter["a"]
-    # top keeps the lowest-entropy members of each group: "docs 49"/"a only" tie, index wins
-    assert members(sae_lape(planted(), top=1)) == {"a": ["a only"], "b": ["split rules"],
-                                                   "c": ["c only"]}
+    # per_group_budget keeps the lowest-entropy members of each group: "docs 49"/"a only" tie,
+    # index wins
+    assert members(sae_lape(planted(), per_group_budget=1)) == {
+        "a": ["a only"], "b": ["split rules"], "c": ["c only"]}
     loose = members(sae_lape(planted(), example_rate=0.9))  # int(0.9 * 50) = 45 documents
     assert "docs 48" in loose["a"]
     none = sae_lape(planted(), token_rate=0.9)  # more than 90 tokens: no unit
@@ -65,7 +66,7 @@ def test_ratio_top_and_rates():
 
 
 def reference(active, docs, n_tokens, n_docs, example_rate, token_rate, ratio, lang_specific,
-              top):
+              per_group_budget):
     """The paper's rule, one unit at a time (the released code's int() thresholds)."""
     groups, layers, units = active.shape
     chosen = {k: [] for k in range(groups)}
@@ -87,15 +88,16 @@ def reference(active, docs, n_tokens, n_docs, example_rate, token_rate, ratio, l
     out = {}
     for k, found in chosen.items():
         found.sort()
-        out[k] = sorted(i for _, i in (found if top is None else found[:top]))
+        out[k] = sorted(i for _, i in (found if per_group_budget is None
+                                       else found[:per_group_budget]))
     return out
 
 
 @pytest.mark.parametrize("seed, settings", [
     (0, {}),
     (1, dict(ratio=0.8, lang_specific=False)),
-    (2, dict(example_rate=0.5, token_rate=0.3, top=3)),
-    (3, dict(example_rate=0.7, ratio=0.3, top=2, lang_specific=False)),
+    (2, dict(example_rate=0.5, token_rate=0.3, per_group_budget=3)),
+    (3, dict(example_rate=0.7, ratio=0.3, per_group_budget=2, lang_specific=False)),
 ])
 def test_equals_a_unit_by_unit_reference(seed, settings):
     gen = torch.Generator().manual_seed(seed)
@@ -110,7 +112,8 @@ def test_equals_a_unit_by_unit_reference(seed, settings):
                           (rate * 4).clamp(max=1).double(), generator=gen).long()
     stats = ln.ActivationStats(groups=list("abcd"), n_tokens=n_tokens, active=active,
                                active_docs=docs, n_docs=n_docs)
-    full = dict(example_rate=0.98, token_rate=0.10, ratio=0.5, lang_specific=True, top=None)
+    full = dict(example_rate=0.98, token_rate=0.10, ratio=0.5, lang_specific=True,
+                per_group_budget=None)
     full.update(settings)
     sets = sae_lape(stats, **settings)
     want = reference(active, docs, n_tokens.tolist(), n_docs.tolist(), **full)
@@ -122,7 +125,7 @@ def test_equals_a_unit_by_unit_reference(seed, settings):
 
 def test_neurons_of_the_organism(organism, corpus):
     stats = ln.collect(organism, corpus, document_stats=True, progress=False)
-    sets = sae_lape(stats, top=20)
+    sets = sae_lape(stats, per_group_budget=20)
     assert all(s.site == "mlp" and s.shape == (4, 2048) for s in sets.values())
     assert sum(len(s) for s in sets.values()) > 0
     probs = stats.probs()

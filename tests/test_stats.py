@@ -149,7 +149,7 @@ def test_hook_width_mismatch_is_a_typed_error(llama_model, monkeypatch):
     real = ln.get_site(llama_model, "mlp")
     wrong = ln.Site(real.name, real.read_point, real.write_point, real.linear_point,
                     real.width + 1, real.view)
-    monkeypatch.setattr("lensneurons.collect.engine.get_site", lambda view, name: wrong)
+    monkeypatch.setattr("lensneurons.stats.engine.get_site", lambda view, name: wrong)
     with pytest.raises(ln.errors.HookShapeError, match="blocks.0.mlp.hook_pre"):
         ln.collect(llama_model, ln.Corpus.from_texts(TEXTS), progress=False)
 

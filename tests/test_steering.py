@@ -135,7 +135,7 @@ def test_sweep_measures_each_value_and_selects_by_lss(organism, sets, stats, tmp
                       [0.0, 2.0, 8.0], prompts=PROMPTS[:2], target="fr", lss_items=items,
                       nll_corpus=ln.Corpus.from_texts({"fr": ["Le chat dort sur le tapis."]}),
                       max_new_tokens=6, out=tmp_path / "sweep", progress=False)
-    table = result.table
+    table = result.table()
     assert list(table.index) == [0.0, 2.0, 8.0]
     assert table.loc[0.0, "lss"] == 0.0  # alpha 0 adds nothing
     assert table.loc[0.0, "nll:fr"] == pytest.approx(result.baseline["nll:fr"], abs=1e-5)
@@ -146,7 +146,7 @@ def test_sweep_measures_each_value_and_selects_by_lss(organism, sets, stats, tmp
         reached = [v for v in table.index if table.loc[v, "forcing_rate"] >= threshold]
         assert result.smallest_reaching(threshold) == (min(reached) if reached else None)
     loaded = SweepResult.load(tmp_path / "sweep")
-    assert loaded.table.equals(table) and loaded.generations == result.generations
+    assert loaded.table().equals(table) and loaded.generations == result.generations
     assert loaded.baseline == result.baseline and loaded.target == "fr"
 
 
@@ -161,9 +161,9 @@ def test_interrupted_sweep_keeps_finished_values(organism, sets, tmp_path):
         ln.sweep(organism, hooks, [1.0, 2.0, 3.0, 4.0], lss_items=items,
                  out=tmp_path / "partial", progress=False)
     stop = info.value
-    assert stop.stopped_at == 3.0 and list(stop.partial.table.index) == [1.0, 2.0]
+    assert stop.stopped_at == 3.0 and list(stop.partial.table().index) == [1.0, 2.0]
     assert "2 of 4 values finished" in str(stop)
-    assert list(SweepResult.load(tmp_path / "partial").table.index) == [1.0, 2.0]
+    assert list(SweepResult.load(tmp_path / "partial").table().index) == [1.0, 2.0]
 
 
 def test_layer_steps_are_cumulative_from_the_last_layers():

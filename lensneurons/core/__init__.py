@@ -1,5 +1,6 @@
-"""The foundation every stage stands on: the model view, sites and their registry, checks,
-persistence, the result convention and memory checks. It imports no other stage.
+"""The foundation under every stage: model view, sites, checks, persistence, results.
+
+It imports no stage above it (only ``lensneurons.errors``).
 """
 
 #: The package's version (also in ``pyproject.toml``); every saved result records it.

@@ -18,6 +18,7 @@ import pandas as pd
 
 
 def axes(ax: Any, size: tuple[float, float]) -> tuple[Any, Any]:
+    """``(figure, axes)``: those of ``ax`` when given, else a new figure of ``size`` inches."""
     import matplotlib.pyplot as plt
 
     if ax is not None:

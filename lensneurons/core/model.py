@@ -56,14 +56,14 @@ def block_hook(layer: int, point: str) -> str:
     return f"blocks.{layer}.{point}"
 
 
-def resid_hook(lens_layer: int) -> str:
-    """The residual-stream hook of lens layer ``l`` (0: embeddings; ``l``: after block ``l-1``).
+def resid_hook(depth: int) -> str:
+    """The residual-stream hook at readout depth ``d`` (0: embeddings; else after block ``d-1``).
 
     Examples:
         >>> resid_hook(0), resid_hook(2)
         ('blocks.0.hook_resid_pre', 'blocks.1.hook_resid_post')
     """
-    return block_hook(lens_layer - 1, "hook_resid_post") if lens_layer else block_hook(
+    return block_hook(depth - 1, "hook_resid_post") if depth else block_hook(
         0, "hook_resid_pre")
 
 
@@ -165,11 +165,6 @@ class ModelView:
             if value:
                 return str(value)
         return type(self.model).__name__
-
-    @property
-    def is_bridge(self) -> bool:
-        """True for TL >= 3 ``TransformerBridge`` models."""
-        return type(self.model).__name__ == "TransformerBridge"
 
     # --- activation function -------------------------------------------------------------------
     @property

@@ -50,7 +50,7 @@ import os
 import platform
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -309,19 +309,43 @@ def save_result(
            "environment": env}
     # Encoded (so checked) before a byte is written; the parsed form is what a load will see.
     document = json.loads(_encode({"format_version": FORMAT_VERSION, NAMESPACE: own, **user}))
-    partial = folder.parent / f".{folder.name}.partial-{token}"
-    old = folder.parent / f".{folder.name}.old-{token}"
-    try:
-        partial.mkdir()
+
+    def write(partial: Path) -> None:
         tensor_file = partial / f"{kind}.safetensors"
         save_file(cpu, str(tensor_file), metadata={"token": token, "kind": kind})
         document[NAMESPACE]["digest"] = _digest(document, tensor_file)
         text = json.dumps(document, indent=1, ensure_ascii=False)
         (partial / f"{kind}.json").write_text(text, encoding="utf-8")
+
+    return write_folder(folder, write, token)
+
+
+def write_folder(folder: Path, write: Callable[[Path], None], token: str | None = None) -> Path:
+    """Fill ``folder`` atomically: ``write`` fills a hidden folder beside it, then a rename.
+
+    The one place a folder is swapped in: :func:`save_result` uses it, and so do outputs in a
+    format of another library (an SAE in the SAELens layout). ``folder`` must have passed
+    :func:`check_writable` or :func:`check_writable_output`. A failure at any moment leaves the
+    old folder (or none), never a mix.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> out = Path(tempfile.mkdtemp()) / "out"
+        >>> _ = write_folder(out, lambda tmp: (tmp / "a.txt").write_text("x"))
+        >>> sorted(p.name for p in out.iterdir())
+        ['a.txt']
+    """
+    token = token or uuid.uuid4().hex
+    partial = folder.parent / f".{folder.name}.partial-{token}"
+    old = folder.parent / f".{folder.name}.old-{token}"
+    try:
+        partial.mkdir()
+        write(partial)
         for file in partial.iterdir():
             _fsync(file)
         if folder.is_dir():
-            folder.rename(old)  # check_writable allowed it: empty, or a result to overwrite
+            folder.rename(old)  # the caller's check allowed it: empty, or a result to overwrite
         partial.rename(folder)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

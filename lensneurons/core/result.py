@@ -1,4 +1,4 @@
-"""The result convention: every public result is a table, a figure, a saved folder and a notebook view.
+"""The result convention: every public result is a table, a figure, a folder and a notebook view.
 
 A result class derives from :class:`Result` and writes two things of its own:
 
@@ -96,8 +96,10 @@ class Result:
         return None
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write the result as the folder ``path`` (atomic; refused if it exists, unless
-        ``overwrite=True``) and return the folder.
+        """Write the result as the folder ``path``, atomically, and return the folder.
+
+        Raises:
+            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
         """
         tensors, meta = self._record()
         return save_result(path, self.kind, tensors, meta, overwrite=overwrite,
@@ -113,8 +115,9 @@ class Result:
         return result
 
     def _check_model(self, model: Any) -> None:
-        """Raise ``ModelMismatchError`` when the result records another model (default: a
-        ``fingerprint`` field, if the result has one).
+        """Raise ``ModelMismatchError`` when the result records another model.
+
+        The default reads a ``fingerprint`` field, if the result has one.
         """
         fingerprint = getattr(self, "fingerprint", None)
         if isinstance(fingerprint, dict) and fingerprint:
@@ -133,7 +136,7 @@ class Result:
 
 
 def figure_html(fig: Any) -> str:
-    """A figure as an inline PNG ``<img>`` (closed afterwards, so notebooks do not draw it twice)."""
+    """A figure as an inline PNG ``<img>``, closed afterwards (notebooks do not draw it twice)."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -144,8 +147,9 @@ def figure_html(fig: Any) -> str:
 
 
 # -- the codec: dataclass results <-> (tensors, JSON) -------------------------------------------
-_TENSOR, _FRAME, _SERIES, _OBJECT, _PAIRS, _TUPLE, _FLOAT = (
-    "__tensor__", "__frame__", "__series__", "__object__", "__pairs__", "__tuple__", "__float__")
+_TENSOR, _FRAME, _SERIES, _OBJECT, _PAIRS, _TUPLE, _FLOAT, _ARRAY = (
+    "__tensor__", "__frame__", "__series__", "__object__", "__pairs__", "__tuple__", "__float__",
+    "__array__")
 
 
 def encode(value: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
@@ -154,7 +158,11 @@ def encode(value: Any, tensors: dict[str, torch.Tensor], key: str) -> Any:
         tensors[key or "value"] = value.detach().cpu().contiguous()
         return {_TENSOR: key or "value"}
     if isinstance(value, np.ndarray):
-        return encode(torch.from_numpy(np.ascontiguousarray(value)), tensors, key)
+        if value.dtype.kind in "biuf":  # numbers: a tensor, given back as a numpy array
+            copy = np.array(value, order="C", copy=True)  # writable: torch refuses read-only
+            return {**encode(torch.from_numpy(copy), tensors, key),
+                    _ARRAY: str(value.dtype)}
+        return {_ARRAY: str(value.dtype), "values": value.tolist()}  # strings: in the JSON
     if isinstance(value, pd.DataFrame):
         return {_FRAME: _frame(value)}
     if isinstance(value, pd.Series):
@@ -196,7 +204,10 @@ def decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if not isinstance(value, dict):
         return value
     if _TENSOR in value:
-        return tensors[value[_TENSOR]]
+        tensor = tensors[value[_TENSOR]]
+        return tensor.numpy().astype(value[_ARRAY], copy=False) if _ARRAY in value else tensor
+    if _ARRAY in value:
+        return np.array(value["values"], dtype=value[_ARRAY])
     if _FRAME in value:
         return _unframe(value[_FRAME])
     if _SERIES in value:

@@ -1,5 +1,4 @@
-"""Corpora: texts in, counted batches out; the offline sources, prompt/answer items, language ID
-and code-mixed text.
+"""Corpora: texts in, counted batches out; offline sources, items, language ID, mixed text.
 
 Examples:
     >>> import lensneurons as ln

@@ -46,10 +46,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from lensneurons.core import checks as _checks
+from lensneurons.core.figures import axes
+from lensneurons.core.result import Result
 from lensneurons.corpora.gettext import ENGLISH, clean_string, find_locale_dir, read_catalog
 from lensneurons.corpora.sample import SAMPLE_LANGUAGES, Split, load_sample
 from lensneurons.errors import ParameterError, UnknownLanguageError
@@ -93,7 +96,7 @@ def is_sentence_start(text: str, start: int) -> bool:
     return not before or before[-1] in _SENTENCE_END
 
 
-class Lexicon(Mapping[str, str]):
+class Lexicon(Mapping[str, str], Result):
     """Words of a base language (lowercase keys) and the word that replaces each.
 
     Args:
@@ -179,6 +182,28 @@ class Lexicon(Mapping[str, str]):
         """
         rows = [(w, r, self._sources[w]) for w, r in sorted(self._entries.items())]
         return pd.DataFrame(rows, columns=["word", "replacement", "source"])
+
+    def plot(self, ax: Any = None) -> Any:
+        """Entries per source."""
+        fig, ax = axes(ax, (4.5, 3.0))
+        counts = Counter(self._sources.values())
+        ax.bar(list(counts), list(counts.values()), color="tab:blue")
+        ax.set_ylabel("entries")
+        ax.set_title(f"Lexicon {self.base}→{self.mixed}: {len(self)} entries")
+        fig.tight_layout()
+        return fig
+
+    def summary_line(self) -> str:
+        """One line for the notebook view."""
+        return repr(self)
+
+    def _record(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {}, {"base": self.base, "mixed": self.mixed, "entries": self._entries,
+                    "sources": self._sources}
+
+    @classmethod
+    def _from_record(cls, tensors: dict[str, Any], meta: dict[str, Any]) -> Lexicon:
+        return cls(meta["base"], meta["mixed"], meta["entries"], meta["sources"])
 
 
 def build_lexicon(

@@ -32,10 +32,14 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from lensneurons.core import checks as _checks
+from lensneurons.core.figures import axes
+from lensneurons.core.result import Result
 from lensneurons.corpora.lexicon import WORD, Lexicon, is_sentence_start
 from lensneurons.errors import EmptyGroupError, InvalidTextError, ParameterError
 
@@ -43,7 +47,7 @@ __all__ = ["Coverage", "MixResult", "code_mix", "coverage", "mixed_group"]
 
 
 @dataclass(frozen=True)
-class MixResult:
+class MixResult(Result):
     """Mixed texts and how much of each was replaced.
 
     Attributes:
@@ -66,9 +70,26 @@ class MixResult:
         total = sum(self.n_words)
         return sum(self.n_mixed) / total if total else 0.0
 
+    def table(self) -> pd.DataFrame:
+        """One row per text: the mixed text, its words, the words replaced, the rate reached."""
+        return pd.DataFrame({"text": self.texts, "n_words": self.n_words,
+                             "n_mixed": self.n_mixed, "rate": self.rates})
+
+    def plot(self, ax: Any = None) -> Any:
+        """The rate each text reached, against the rate asked for."""
+        fig, ax = axes(ax, (5.0, 3.2))
+        ax.hist(self.rates, bins=20, range=(0, 1), color="tab:blue")
+        ax.axvline(self.requested, color="black", linestyle="--", label="requested")
+        ax.axvline(self.rate, color="tab:red", label="achieved (all words)")
+        ax.set_xlabel("share of words replaced")
+        ax.set_ylabel("texts")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        return fig
+
 
 @dataclass(frozen=True)
-class Coverage:
+class Coverage(Result):
     """How much of some texts a lexicon covers: the most a mixing rate can reach.
 
     Attributes:
@@ -82,6 +103,21 @@ class Coverage:
     types: float
     n_tokens: int
     n_types: int
+
+    def table(self) -> pd.DataFrame:
+        """Shares covered, of word tokens and of distinct words, with their counts."""
+        return pd.DataFrame({"covered": [self.tokens, self.types],
+                             "count": [self.n_tokens, self.n_types]},
+                            index=pd.Index(["tokens", "types"], name="words"))
+
+    def plot(self, ax: Any = None) -> Any:
+        """The two shares covered, as bars."""
+        fig, ax = axes(ax, (3.5, 3.0))
+        ax.bar(["tokens", "types"], [self.tokens, self.types], color="tab:blue")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share covered by the lexicon")
+        fig.tight_layout()
+        return fig
 
 
 def _texts(texts: object) -> list[str]:

@@ -7,7 +7,7 @@ so ``forcing_prompts(language, n=12)`` repeats them. :data:`STOP` holds the stri
 cut at.
 
 Examples:
-    >>> from lensneurons.evaluate import forcing_prompts
+    >>> from lensneurons.corpora import forcing_prompts
     >>> forcing_prompts("en")[0]
     'Q: How are you today?\nA:'
     >>> forcing_prompts("fr")[0]

@@ -1,11 +1,12 @@
-"""Detect: functions from statistics (or passes of their own) to neuron sets; they never write
-hooks. Every result has ``.neuron_sets()`` and selects its share with ``top_rate``.
+"""Detect: from statistics (or passes of their own) to neuron sets; never hooks.
+
+Every detector selects its share with ``top_rate``; every detector result has ``.neuron_sets()``.
 
 Examples:
     >>> import lensneurons as ln
     >>> stats = ln.real_stats.load("gemma-3-270m")
     >>> sorted(ln.lape(stats, top_rate=0.01))[:3]
-    ['de', 'en', 'es']
+    ['de', 'el', 'en']
 """
 
 from lensneurons.detect.attribution import AttributionItem, AttributionScores, attribution

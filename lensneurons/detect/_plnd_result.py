@@ -1,8 +1,13 @@
-"""The result of :func:`lensneurons.plnd`: per-unit document frequencies per group and site."""
+"""The result of :func:`lensneurons.plnd`: per-unit document frequencies per group and site.
+
+Saved as the folder ``plnd.safetensors`` (``counts/<site>``, ``n_docs``) + ``plnd.json`` (the
+meta, ``groups``, ``sites``). The share of a layer's units activated per document is
+``meta["top_rate"]`` (one number per site); the file keeps the format's key for it,
+``"top_fraction"`` (the parameter's earlier name), so folders of every version load alike.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,27 +17,38 @@ from jaxtyping import Float, Int
 
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
-from lensneurons.core.persistence import load_result, save_result
+from lensneurons.core.result import Result
+from lensneurons.detect._common import layer_bars
 from lensneurons.errors import CorruptResultError, ParameterError, UnknownSiteError
 from lensneurons.neurons import NeuronSet, NeuronSets
 
+#: The file format's key of ``top_rate`` (the parameter's earlier name; written and read).
+_LEGACY_TOP_RATE = "top_fraction"
+
 
 @dataclass(frozen=True)
-class PLNDResult:
+class PLNDResult(Result):
     """How often each unit is among a document's most important units, per group and site.
+
+    A result (:class:`~lensneurons.core.result.Result`): ``table()`` (specific units per group
+    and site), ``plot()`` (specific units per layer and group), ``save`` / ``load``,
+    ``neuron_sets(site)``.
 
     Attributes:
         groups: the group names, in the corpus's order.
         counts: per site, ``[group, layer, unit]`` integer counts: in how many of the group's
-            documents the unit was in the document's top ``top_fraction`` of its layer.
+            documents the unit was in the document's top ``top_rate`` of its layer.
         n_docs: documents per group, ``[group]``.
-        meta: variant, top fractions, default ``doc_frequency``, gating, model fingerprint.
+        meta: variant, ``top_rate`` per site, default ``doc_frequency``, gating, model
+            fingerprint.
     """
 
     groups: list[str]
     counts: dict[str, Int[torch.Tensor, "group layer unit"]]
     n_docs: Int[torch.Tensor, " group"]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    kind = "plnd"
 
     @property
     def sites(self) -> list[str]:
@@ -109,10 +125,24 @@ class PLNDResult:
             sets[g] = self._set(mask, site)
         return NeuronSets(sets, {**self._meta(site, theta, "specific"), "exclude": exclude})
 
-    def summary(self, doc_frequency: float | None = None) -> pd.DataFrame:
+    def table(self, doc_frequency: float | None = None) -> pd.DataFrame:
         """Specific units per group (rows) and site (columns) at ``doc_frequency``."""
         return pd.DataFrame({site: [len(s) for s in self.neuron_sets(site, doc_frequency).values()]
                              for site in self.sites}, index=pd.Index(self.groups, name="group"))
+
+    def plot(self, ax: Any = None, *, site: str | None = None,
+             doc_frequency: float | None = None) -> Any:
+        """Specific units per layer and group at one site (default: ``"mlp"``, or the first).
+
+        Raises:
+            UnknownSiteError: the site was not scored.
+        """
+        site = site if site is not None else "mlp" if "mlp" in self.counts else self.sites[0]
+        sets = self.neuron_sets(site, doc_frequency)
+        table = pd.DataFrame({g: s.per_layer() for g, s in sets.items()}).T
+        theta = sets.meta["doc_frequency"]
+        return layer_bars(table, ax=ax, stacked=True, legend="group",
+                          title=f"PLND specific units, {site} (doc_frequency = {theta:g})")
 
     def _threshold(self, doc_frequency: float | None) -> float:
         if doc_frequency is None:
@@ -123,43 +153,40 @@ class PLNDResult:
         return NeuronSet(mask, site=site, gated=self.meta.get("gated"))
 
     def _meta(self, site: str, theta: float, kind: str) -> dict[str, Any]:
-        keep = ("variant", "top_fraction", "fingerprint")
+        keep = ("variant", "top_rate", "fingerprint")
         return {"method": "plnd", "kind": kind, "site": site, "doc_frequency": theta,
                 **{k: self.meta[k] for k in keep if k in self.meta}}
 
-    # --- files -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Save as the folder ``path`` (``plnd.safetensors`` + ``plnd.json``), atomically.
+    # --- files: plnd.safetensors + plnd.json ------------------------------------------------
+    def _check_model(self, model: Any) -> None:
+        if self.meta.get("fingerprint"):
+            ModelView(model).check_fingerprint(self.meta["fingerprint"], "This PLND result")
+
+    def _record(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The counts (``counts/<site>``, ``n_docs``) and the meta, with ``groups`` and ``sites``.
 
         Counts are stored in the smallest integer type that holds them (``uint8`` up to 255
         documents per group), so a result stays small.
-
-        Raises:
-            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
         """
         top = int(self.n_docs.max())
         dtype = torch.uint8 if top <= 255 else torch.int16 if top < 2**15 else torch.int32
         tensors = {f"counts/{s}": c.to(dtype) for s, c in self.counts.items()}
         tensors["n_docs"] = self.n_docs.to(torch.int64)
-        save_result(path, "plnd", tensors, {**self.meta, "groups": self.groups,
-                                            "sites": self.sites}, overwrite=overwrite)
+        meta = dict(self.meta)
+        if "top_rate" in meta:  # the key of the file format (read by every version)
+            meta[_LEGACY_TOP_RATE] = meta.pop("top_rate")
+        return tensors, {**meta, "groups": self.groups, "sites": self.sites}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model: Any = None) -> PLNDResult:
-        """Load a result saved with :meth:`save`; with ``model``, check it was made on it.
-
-        Raises:
-            ResultNotFoundError, CorruptResultError: nothing or a damaged result at ``path``.
-            ModelMismatchError: the result was computed on another model.
-        """
-        tensors, meta = load_result(path, "plnd")
+    def _from_record(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> PLNDResult:
+        meta = dict(meta)
         groups, sites = meta.pop("groups", None), meta.pop("sites", None)
         if (not isinstance(groups, list) or not isinstance(sites, list) or "n_docs" not in tensors
                 or any(f"counts/{s}" not in tensors for s in sites)):
             raise CorruptResultError(
-                f"The PLND result in {path} is damaged: its sites and tensors disagree. "
+                "This PLND result is damaged: its sites and tensors disagree. "
                 "Compute and save it again.")
-        if model is not None and meta.get("fingerprint"):
-            ModelView(model).check_fingerprint(meta["fingerprint"], "This PLND result")
+        if _LEGACY_TOP_RATE in meta:
+            meta["top_rate"] = meta.pop(_LEGACY_TOP_RATE)
         counts = {s: tensors[f"counts/{s}"].to(torch.int64) for s in sites}
         return cls(groups, counts, tensors["n_docs"].to(torch.int64), meta)

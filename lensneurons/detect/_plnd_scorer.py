@@ -1,9 +1,9 @@
 """The hooks of one PLND run (:func:`lensneurons.plnd`) and the per-group counts they feed.
 
-:class:`Scorer` is the :class:`~lensneurons.collect.passes.Work` of PLND's batch loop: its hooks compute
-each document's importance scores during a pass (:mod:`lensneurons.detect._plnd_scores`); once
-the pass has wholly run, each document's top units per layer are kept, and they are added to the
-group's counts when the whole batch has passed, so an interrupted run holds whole batches only.
+:class:`Scorer` is the :class:`~lensneurons.stats.passes.Work` of PLND's batch loop: its hooks
+compute each document's importance scores during a pass (:mod:`lensneurons.detect._plnd_scores`);
+once the pass has wholly run, each document's top units per layer are kept, and they are added to
+the group's counts when the whole batch has passed, so an interrupted run holds whole batches only.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Scorer:
     Args:
         view: the model.
         sites: the sites scored.
-        fractions: per site, the share of a layer's units activated per document.
+        top_rates: per site, the share of a layer's units activated per document.
         variant: ``"paper"`` or ``"reference-code"``.
         n_groups: groups of the corpus.
         keep: also keep every document's raw scores (:attr:`kept`, :attr:`kept_rows`).
@@ -37,16 +37,16 @@ class Scorer:
         batches: committed batches.
     """
 
-    def __init__(self, view: ModelView, sites: tuple[str, ...], fractions: dict[str, float],
+    def __init__(self, view: ModelView, sites: tuple[str, ...], top_rates: dict[str, float],
                  variant: str, n_groups: int, *, keep: bool = False) -> None:
         self.view, self.sites, self.variant = view, sites, variant
         self.widths = {s: get_site(view, s).width for s in sites}
         self.top = {}
         for s in sites:
-            self.top[s] = round(fractions[s] * self.widths[s])
+            self.top[s] = round(top_rates[s] * self.widths[s])
             if self.top[s] < 1:
                 raise ParameterError(
-                    f"top_fraction={fractions[s]!r} activates no unit of site {s!r} "
+                    f"top_rate={top_rates[s]!r} activates no unit of site {s!r} "
                     f"({self.widths[s]} units per layer); use at least {1 / self.widths[s]:.3g}.")
         n_layers = view.n_layers
         # per (site, layer): [group, unit] counts on the layer's device, copied out once (counts)
@@ -116,7 +116,7 @@ class Scorer:
         return {s: torch.stack([self._counts[s, layer].cpu()
                                 for layer in range(self.view.n_layers)], 1) for s in self.sites}
 
-    # --- the work around each pass (lensneurons.collect.passes.Work) -----------------------------------
+    # --- the work around each pass (lensneurons.stats.passes.Work) -------------------------------
     def start(self, piece: Batch) -> None:
         """Before a pass: forget the last pass's partial results."""
         self.abort()

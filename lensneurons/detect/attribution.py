@@ -7,7 +7,7 @@ For an item ``(x, y)`` (a prompt and the first token of its answer), a site's un
     s(x, y)    = P(y | x) · max_i s_i(x, y)       max over the prompt's real (non-pad) positions
     score[l,n] = (1 / |D|) · Σ_{(x,y) in D} s(x, y)
 
-``P(y | x)`` is read at the last prompt position. With ``target="logprob"`` the derivative is of
+``P(y | x)`` is read at the last prompt position. With ``objective="logprob"`` the derivative is of
 ``log P(y | x)`` and the item score is not weighted again: ``s = max_i a · ∂log P / ∂a``.
 
 The activations ``a`` are read where the sites read them (``docs/design.md`` §4): ``"mlp"`` at
@@ -24,7 +24,7 @@ require grad: the pass enables autograd itself, also inside ``torch.no_grad()`` 
 see the padding, and padded positions are excluded from the max. The forward pass stops at the
 last block's output; only the rows' last prompt positions go through the final norm and unembedding.
 The batches (longest prompts first) run through the package's batch loop
-(:class:`lensneurons.collect.passes.Passes`): a batch that runs out of memory is split and retried.
+(:class:`lensneurons.stats.passes.Passes`): a batch that runs out of memory is split and retried.
 
 Examples:
     >>> import lensneurons as ln
@@ -33,27 +33,27 @@ Examples:
     >>> scores = ln.attribution(model, items, sites=("mlp",), progress=False)
     >>> scores["mlp"].shape, scores.n_items
     (torch.Size([4, 2048]), 1)
-    >>> len(scores.top(0.01, site="mlp"))
+    >>> len(scores.neuron_sets(top_rate=0.01, site="mlp")["top"])
     82
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 from jaxtyping import Float, Int
 
-from lensneurons.collect.passes import Passes
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
-from lensneurons.core.persistence import load_result, save_result
+from lensneurons.core.result import Result
 from lensneurons.core.sites import SITES, Site, get_site
 from lensneurons.corpora.items import AttributionItem
 from lensneurons.detect._attribution_items import encode, pad_id
+from lensneurons.detect._common import highest, layer_bars, n_selected
 from lensneurons.errors import (
     CorruptResultError,
     GradientUnavailableError,
@@ -61,11 +61,15 @@ from lensneurons.errors import (
     UnknownSiteError,
 )
 from lensneurons.lens.logit import readout_fn
-from lensneurons.neurons import NeuronSet
+from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.stats.passes import Passes
 
 __all__ = ["AttributionItem", "AttributionScores", "attribution"]
 
-TARGETS = ("prob", "logprob")
+#: What the gradient is taken of: the answer's probability (CULNIG) or its log-probability.
+OBJECTIVES = ("prob", "logprob")
+#: The name of ``objective`` in saved folders (the file format's key, read by every version).
+_LEGACY_OBJECTIVE = "target"
 DEFAULT_SITES = ("mlp", "attn.q", "attn.k", "attn.v")
 
 
@@ -73,20 +77,29 @@ class _Stop(Exception):
     """Raised by the last hook to end the forward pass after the last block."""
 
 
-class AttributionScores:
+class AttributionScores(Result):
     """Per-unit attribution scores ``[layer, unit]`` per site, averaged over items.
+
+    A result (:class:`~lensneurons.core.result.Result`): ``table()`` (score mass per site and
+    layer), ``plot()`` (each site's share of positive score mass per layer), ``save`` / ``load``
+    (the folder ``attribution.safetensors`` + ``attribution.json``), and
+    ``neuron_sets(top_rate, site=)``, the highest-scoring units.
 
     Args:
         scores: per site, a float tensor ``[layer, unit]``.
         n_items: how many items were averaged.
-        meta: provenance (target, model fingerprint, ...).
+        meta: provenance (``objective``, model fingerprint, ...).
 
     Examples:
         >>> import torch
         >>> s = AttributionScores({"mlp": torch.tensor([[0.0, 3.0], [2.0, 1.0]])}, n_items=5)
-        >>> s.top(0.5, site="mlp").mask.tolist()
+        >>> s.neuron_sets(top_rate=0.5, site="mlp")["top"].mask.tolist()
         [[False, True], [True, False]]
+        >>> s.table()["mass"].tolist()
+        [3.0, 3.0]
     """
+
+    kind = "attribution"
 
     def __init__(
         self, scores: dict[str, Float[torch.Tensor, "layer unit"]], *, n_items: int,
@@ -116,74 +129,90 @@ class AttributionScores:
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{s}: {tuple(t.shape)}" for s, t in self.scores.items())
-        return f"AttributionScores({shapes}; {self.n_items} items, {self.meta.get('target')})"
+        return f"AttributionScores({shapes}; {self.n_items} items, {self.meta.get('objective')})"
 
-    def top(self, fraction: float, *, site: str = "mlp") -> NeuronSet:
-        """The ``round(fraction · layers · units)`` highest-scoring units of ``site``.
+    def summary_line(self) -> str:
+        """One line for the notebook view."""
+        return repr(self)
 
-        Ties go to the lower flat index (deterministic).
+    def neuron_sets(self, top_rate: float = 0.01, *, site: str = "mlp") -> NeuronSets:
+        """The ``round(top_rate · layers · units)`` highest-scoring units of ``site``.
+
+        The scores hold one group (the items they were averaged over), so the sets hold one set,
+        named by ``meta["group"]`` when the scores record it, ``"top"`` otherwise; ties go to the
+        lower flat index (deterministic).
 
         Raises:
-            ParameterError: ``fraction`` is not in ``(0, 1]`` or selects no unit.
+            ParameterError: ``top_rate`` is not in ``(0, 1]`` or selects no unit.
             UnknownSiteError: ``site`` was not scored.
+
+        Examples:
+            >>> import torch
+            >>> s = AttributionScores({"mlp": torch.tensor([[1.0, 4.0, 2.0, 3.0]])}, n_items=1)
+            >>> s.neuron_sets(top_rate=0.5)["top"].indices[0].tolist()
+            [1, 3]
         """
-        fraction = _checks.rate(fraction, "fraction")
+        top_rate = _checks.rate(top_rate, "top_rate")
         scores = self[site]
-        return NeuronSet.from_mask(top_mask(scores, count(fraction, scores.numel(), "fraction")),
-                                   site=site, gated=self.meta.get("gated"))
+        mask = highest(scores, n_selected(top_rate, scores.numel(), "AttributionScores"))
+        fingerprint = self.meta.get("fingerprint")
+        meta = {"method": "attribution", "top_rate": top_rate, "site": site,
+                "objective": self.meta.get("objective"), "n_items": self.n_items,
+                **({"fingerprint": fingerprint} if fingerprint else {})}
+        group = str(self.meta.get("group", "top"))
+        return NeuronSets({group: NeuronSet.from_mask(mask, site=site,
+                                                      gated=self.meta.get("gated"))}, meta)
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Save as the folder ``path`` (``attribution.safetensors`` + ``.json``), atomically.
+    def table(self) -> pd.DataFrame:
+        """Score mass per site and layer (rows).
 
-        Raises:
-            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
+        Columns: ``mass``, the sum of the layer's positive scores; ``share``, the layer's part of
+        its site's mass; ``negative``, the sum of the negative scores; ``max``, the highest score.
         """
-        save_result(path, "attribution", dict(self.scores),
-                    {**self.meta, "sites": self.sites, "n_items": self.n_items},
-                    overwrite=overwrite)
+        frames = []
+        for site, scores in self.scores.items():
+            mass = scores.clamp(min=0).sum(1)
+            total = float(mass.sum())
+            frames.append(pd.DataFrame({
+                "mass": mass.numpy(),
+                "share": (mass / total).numpy() if total > 0 else 0.0 * mass.numpy(),
+                "negative": scores.clamp(max=0).sum(1).numpy(),
+                "max": scores.amax(1).numpy(),
+            }, index=pd.MultiIndex.from_product([[site], range(scores.shape[0])],
+                                                names=["site", "layer"])))
+        return pd.concat(frames)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Each site's share of positive score mass per layer: where the answers' units are."""
+        share = self.table()["share"].unstack("layer").reindex(self.sites)
+        return layer_bars(share, ax=ax, ylabel="share of positive score mass", legend="site",
+                          title=f"Attribution score mass per layer ({self.n_items} items)")
+
+    # -- storage: attribution.safetensors (one tensor per site) + attribution.json ------------
+    def _check_model(self, model: Any) -> None:
+        if "fingerprint" in self.meta:
+            ModelView(model).check_fingerprint(self.meta["fingerprint"], "These attribution scores")
+
+    def _record(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        meta = dict(self.meta)
+        if "objective" in meta:  # the key of the file format (read by every version)
+            meta[_LEGACY_OBJECTIVE] = meta.pop("objective")
+        return dict(self.scores), {**meta, "sites": self.sites, "n_items": self.n_items}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model: Any = None) -> AttributionScores:
-        """Load scores saved with :meth:`save`; with ``model``, check they were made on it.
-
-        Raises:
-            ResultNotFoundError, CorruptResultError: no intact result at ``path``.
-            ModelMismatchError: the scores were computed on another model.
-        """
-        tensors, meta = load_result(path, "attribution")
+    def _from_record(cls, tensors: dict[str, torch.Tensor],
+                     meta: dict[str, Any]) -> AttributionScores:
+        meta = dict(meta)
         sites, n_items = meta.pop("sites", None), meta.pop("n_items", None)
         if not isinstance(sites, list) or set(sites) != set(tensors) or not isinstance(
                 n_items, int):
             raise CorruptResultError(
-                f"The attribution scores in {path} are damaged: their sites and tensors "
-                "disagree. Compute and save them again."
+                "These attribution scores are damaged: their sites and tensors disagree. "
+                "Compute and save them again."
             )
-        if model is not None and "fingerprint" in meta:
-            ModelView(model).check_fingerprint(meta["fingerprint"], f"The scores in {path}")
+        if _LEGACY_OBJECTIVE in meta:
+            meta["objective"] = meta.pop(_LEGACY_OBJECTIVE)
         return cls({s: tensors[s] for s in sites}, n_items=n_items, meta=meta)
-
-
-def count(rate: float, n_units: int, name: str) -> int:
-    """``round(rate · n_units)``, refused when it selects no unit.
-
-    Raises:
-        ParameterError: the rate selects nothing.
-    """
-    n = round(rate * n_units)
-    if n < 1:
-        raise ParameterError(
-            f"{name}={rate!r} selects round({rate!r} x {n_units}) = 0 of {n_units} units. "
-            f"Use {name} >= {1 / n_units:.3g} (at least one unit)."
-        )
-    return n
-
-
-def top_mask(scores: Float[torch.Tensor, "*shape"], n: int) -> torch.Tensor:
-    """Boolean mask of the ``n`` highest ``scores``; ties go to the lower flat index."""
-    order = torch.sort(-scores.flatten(), stable=True).indices[:n]
-    mask = torch.zeros(scores.numel(), dtype=torch.bool)
-    mask[order] = True
-    return mask.view(scores.shape)
 
 
 def attribution(
@@ -191,7 +220,7 @@ def attribution(
     items: Sequence[AttributionItem | tuple[str, str | int]],
     *,
     sites: Sequence[str] = DEFAULT_SITES,
-    target: str = "prob",
+    objective: str = "prob",
     clamp_negative: bool = False,
     batch_size: int = 8,
     progress: bool = True,
@@ -202,7 +231,7 @@ def attribution(
 
         score[l, n] = mean over items of  P(y|x) · max_i ( a[l,n,i] · ∂P(y|x)/∂a[l,n,i] )
 
-    (``target="logprob"``: ``max_i a · ∂log P(y|x)/∂a``, not weighted by ``P``). Each term is the
+    (``objective="logprob"``: ``max_i a · ∂log P(y|x)/∂a``, not weighted by ``P``). Each term is the
     first-order estimate of how much ``P(y|x)`` falls when the unit is zeroed at that position.
 
     Args:
@@ -211,7 +240,8 @@ def attribution(
             answer's first token, ``P(y|x)`` is read after the prompt's last token. An answer
             may be a token id instead: a Python, numpy or 0-d torch integer.
         sites: which units to score (``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``).
-        target: ``"prob"`` (CULNIG) or ``"logprob"``.
+        objective: what the gradient is taken of: ``"prob"``, ``P(y|x)`` (CULNIG), or
+            ``"logprob"``, ``log P(y|x)``.
         clamp_negative: replace each item's score by ``max(s, 0)`` before averaging (CULNIG
             does so for its control items).
         batch_size: items per forward/backward pass.
@@ -226,7 +256,7 @@ def attribution(
         EmptyTokenizationError: an answer tokenizes to nothing, or a prompt to no token at all.
         VocabularyError: an answer id is outside the vocabulary or is the unknown token.
         ContextLengthError: a prompt is longer than the model's context.
-        ParameterError: unknown ``target``, bad ``batch_size``.
+        ParameterError: unknown ``objective``, bad ``batch_size``.
         UnknownSiteError: an unknown site, or one the model has no hook for.
         GradientUnavailableError: the model's weights are inference tensors.
         InsufficientMemoryError: a single item does not fit in the device's memory.
@@ -238,8 +268,8 @@ def attribution(
         >>> s.sites, s["attn.v"].shape[0]
         (['attn.v'], 4)
     """
-    if target not in TARGETS:
-        raise ParameterError(f"target must be one of {TARGETS}, got {target!r}.")
+    if objective not in OBJECTIVES:
+        raise ParameterError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
     batch_size = _checks.positive_int(batch_size, "batch_size")
     clamp_negative = _checks.flag(clamp_negative, "clamp_negative")
     progress = _checks.flag(progress, "progress")
@@ -255,14 +285,14 @@ def attribution(
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
     pad = pad_id(view)
     starts = range(0, len(order), batch_size)
-    work = _Work(view, site_objs, target, clamp_negative)
+    work = _Work(view, site_objs, objective, clamp_negative)
     # grad=True works under no_grad and inference_mode; the batches are made inside it.
     with Passes(view, work, work.run, total=len(starts), desc="attribution", progress=progress,
                 split=_Items.split, grad=True) as passes:
         for lo in starts:
             passes.batch(_Items.pad([encoded[r] for r in order[lo:lo + batch_size]], pad))
             passes.advance()
-    meta = {"target": target, "clamp_negative": clamp_negative, "gated": view.gated,
+    meta = {"objective": objective, "clamp_negative": clamp_negative, "gated": view.gated,
             "fingerprint": view.fingerprint(), "method": "attribution"}
     totals = {site: torch.stack([layer.cpu() for layer in per_layer]) / len(encoded)
               for site, per_layer in work.totals.items()}  # to the CPU once, at the end
@@ -321,8 +351,8 @@ class _Items:
 class _Work:
     """The passes of one attribution run and the score totals they feed (a ``Passes`` work)."""
 
-    def __init__(self, view: ModelView, sites: list[Site], target: str, clamp: bool) -> None:
-        self.view, self.sites, self.target, self.clamp = view, sites, target, clamp
+    def __init__(self, view: ModelView, sites: list[Site], objective: str, clamp: bool) -> None:
+        self.view, self.sites, self.objective, self.clamp = view, sites, objective, clamp
         # Per site, one running total per layer on that layer's device; made by the first
         # commit, inside the loop's grad mode (never inference tensors).
         self.totals: dict[str, list[torch.Tensor]] = {}
@@ -330,7 +360,7 @@ class _Work:
         self.finished: list[dict[str, list[torch.Tensor]]] = []
 
     def run(self, piece: _Items) -> None:
-        self.current = _scores(self.view, self.sites, piece, self.target, self.clamp)
+        self.current = _scores(self.view, self.sites, piece, self.objective, self.clamp)
 
     def start(self, piece: _Items) -> None:
         self.current = None
@@ -354,7 +384,7 @@ class _Work:
         self.finished.clear()
 
 
-def _scores(view: ModelView, sites: list[Site], items: _Items, target: str,
+def _scores(view: ModelView, sites: list[Site], items: _Items, objective: str,
             clamp: bool) -> dict[str, list[torch.Tensor]]:
     """One forward and one backward pass over ``items``: per site and layer, summed item scores.
 
@@ -401,10 +431,10 @@ def _scores(view: ModelView, sites: list[Site], items: _Items, target: str,
     logprobs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), -1)
     logp = logprobs.gather(-1, answers[:, None].to(logprobs.device))[:, 0]
     prob = logp.exp()
-    objective = prob if target == "prob" else logp
+    value = prob if objective == "prob" else logp
     keys = list(deltas)
-    grads = torch.autograd.grad(objective.sum(), [deltas[k] for k in keys], allow_unused=True)
-    weight = prob.detach().to(torch.float64) if target == "prob" else torch.ones_like(
+    grads = torch.autograd.grad(value.sum(), [deltas[k] for k in keys], allow_unused=True)
+    weight = prob.detach().to(torch.float64) if objective == "prob" else torch.ones_like(
         prob, dtype=torch.float64)
     sums = {s.name: [torch.zeros(s.width, dtype=torch.float64, device=view.layer_device(layer))
                      for layer in range(view.n_layers)] for s in sites}

@@ -28,7 +28,8 @@ Examples:
     >>> control = others_mean(q)
     >>> control["en"]["mlp"].tolist()
     [[0.0, 2.0, 1.0]]
-    >>> out = ln.culture_neurons(q, control, None, general_mlp_rate=1 / 3, specific_rate=1 / 3)
+    >>> out = ln.culture_neurons(q, control, None, general_mlp_top_rate=1 / 3,
+    ...                          specific_top_rate=1 / 3)
     >>> sets = out.specific["mlp"]
     >>> {g: sets[g].mask.nonzero()[:, 1].tolist() for g in sets}
     {'en': [0], 'de': [1], 'fr': []}

@@ -34,7 +34,6 @@ from typing import Literal
 
 import torch
 
-from lensneurons.collect.stats import ActivationStats
 from lensneurons.core import checks as _checks
 from lensneurons.detect._common import (
     entropy,
@@ -46,6 +45,7 @@ from lensneurons.detect._common import (
 )
 from lensneurons.errors import ParameterError
 from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.stats.activation_stats import ActivationStats
 
 
 def lape(

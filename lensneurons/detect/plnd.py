@@ -15,7 +15,7 @@ document's counted positions (docs/methods/plnd.md):
   ``hook_k`` on models without them) and ``S`` from ``attn.hook_attn_scores`` (the model's mask
   applied once). The scale ``c`` is read off the model's own scores and checked.
 
-Per document and layer the top ``top_fraction`` of units are *activated*. The result keeps, per
+Per document and layer the top ``top_rate`` of units are *activated*. The result keeps, per
 group, how many of its documents activate each unit (not a bare intersection), so sets stay
 ranked; a group's specific set is the units activated in at least ``doc_frequency`` of its
 documents, minus those activated in every group.
@@ -40,7 +40,6 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float, Int
 
-from lensneurons.collect.passes import run_batches
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
 from lensneurons.core.sites import check_site_name
@@ -54,12 +53,13 @@ from lensneurons.errors import (
     TooFewGroupsError,
     UnknownSiteError,
 )
+from lensneurons.stats.passes import run_batches
 
 SITES = ("mlp", "attn.q", "attn.k", "attn.v")
 VARIANTS = ("paper", "reference-code")
 #: The released setting for Mistral-7B (README: 1000 attention and 2000 FFN units kept per
-#: document and layer) as fractions of that model's widths (4096 q dimensions, 14336 neurons).
-PAPER_TOP_FRACTION = {"mlp": 2000 / 14336, "attn.q": 1000 / 4096, "attn.k": 1000 / 4096,
+#: document and layer) as shares of that model's widths (4096 q dimensions, 14336 neurons).
+PAPER_TOP_RATE = {"mlp": 2000 / 14336, "attn.q": 1000 / 4096, "attn.k": 1000 / 4096,
                       "attn.v": 1000 / 4096}
 
 
@@ -68,7 +68,7 @@ def plnd(
     corpus: Corpus,
     *,
     sites: Sequence[str] = SITES,
-    top_fraction: float | Mapping[str, float] | None = None,
+    top_rate: float | Mapping[str, float] | None = None,
     doc_frequency: float = 1.0,
     variant: Literal["paper", "reference-code"] = "paper",
     batch_size: int = 8,
@@ -82,8 +82,8 @@ def plnd(
         corpus: documents per group (each sequence of the corpus is one document); at least two
             groups, every document at least 2 counted tokens.
         sites: any of ``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``.
-        top_fraction: share of a layer's units activated per document, in ``(0, 1]``: one
-            number, or one per site (default :data:`PAPER_TOP_FRACTION`).
+        top_rate: share of a layer's units activated per document, in ``(0, 1]``: one
+            number, or one per site (default :data:`PAPER_TOP_RATE`).
         doc_frequency: default threshold of :meth:`PLNDResult.neuron_sets`, in ``(0, 1]``
             (1.0: activated in every document of the group, PLND's intersection).
         variant: ``"paper"`` (the ablation norms above) or ``"reference-code"`` (the released
@@ -95,13 +95,14 @@ def plnd(
         progress: show a progress bar.
 
     Returns:
-        A :class:`PLNDResult` (frequencies per site, ``neuron_sets``, ``save``).
+        A :class:`PLNDResult` (frequencies per site, ``neuron_sets``, ``table``, ``plot``,
+        ``save``).
 
     Raises:
         TooFewGroupsError: the corpus has one group (nothing is specific to it).
         ShortDocumentError: a document has fewer than 2 counted tokens.
         UnknownSiteError: a site is unknown, or its hooks are missing on this model.
-        ParameterError: ``top_fraction``, ``doc_frequency``, ``variant`` or ``sites`` is invalid.
+        ParameterError: ``top_rate``, ``doc_frequency``, ``variant`` or ``sites`` is invalid.
         UnsupportedModelError: the model's attention scores are not a scaled product of the
             queries and keys (Q/K sites only), or its MLP has no ``W_out``.
         InsufficientMemoryError: a single document does not fit in the device's memory (a
@@ -117,7 +118,7 @@ def plnd(
         ([2, 2], ['mlp', 'attn.q', 'attn.k', 'attn.v'])
     """
     sites = _sites(sites)
-    fractions = _fractions(top_fraction, sites)
+    rates = _rates(top_rate, sites)
     doc_frequency = _checks.rate(doc_frequency, "doc_frequency")
     if variant not in VARIANTS:
         raise ParameterError(f"variant must be one of {VARIANTS}, got {variant!r}.")
@@ -130,8 +131,8 @@ def plnd(
     view = ModelView(model)
     tokenized = corpus.tokenize(view).limit(max_tokens_per_group)
     _check_lengths(tokenized, corpus.groups)
-    scorer = Scorer(view, sites, fractions, variant, len(corpus.groups))
-    meta = {"method": "plnd", "variant": variant, "top_fraction": fractions,
+    scorer = Scorer(view, sites, rates, variant, len(corpus.groups))
+    meta = {"method": "plnd", "variant": variant, "top_rate": rates,
             "doc_frequency": doc_frequency, "gated": view.gated, "points": scorer.points,
             "corpus": repr(corpus), "fingerprint": view.fingerprint()}
     try:
@@ -213,16 +214,16 @@ def _sites(sites: Any) -> tuple[str, ...]:
     return tuple(sites)
 
 
-def _fractions(top_fraction: Any, sites: tuple[str, ...]) -> dict[str, float]:
-    if top_fraction is None:
-        return {s: PAPER_TOP_FRACTION[s] for s in sites}
-    if isinstance(top_fraction, Mapping):
-        missing = [s for s in sites if s not in top_fraction]
+def _rates(top_rate: Any, sites: tuple[str, ...]) -> dict[str, float]:
+    if top_rate is None:
+        return {s: PAPER_TOP_RATE[s] for s in sites}
+    if isinstance(top_rate, Mapping):
+        missing = [s for s in sites if s not in top_rate]
         if missing:
             raise ParameterError(
-                f"top_fraction gives no value for {missing}; give one per site, or one number.")
-        return {s: _checks.rate(top_fraction[s], f"top_fraction[{s!r}]") for s in sites}
-    value = _checks.rate(top_fraction, "top_fraction")
+                f"top_rate gives no value for {missing}; give one per site, or one number.")
+        return {s: _checks.rate(top_rate[s], f"top_rate[{s!r}]") for s in sites}
+    value = _checks.rate(top_rate, "top_rate")
     return dict.fromkeys(sites, value)
 
 

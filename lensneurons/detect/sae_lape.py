@@ -10,7 +10,8 @@ the entropy ``H`` of ``P`` normalised over groups (as in LAPE)::
                                                                           tokens of one group
     member_k  = kept ∧ P[l,u,k] >= ratio · max_k' P[l,u,k']
     lang_specific: units that are members of more than one group are dropped
-    top=N:    each group keeps its N members of lowest H, over all layers (ties by index)
+    per_group_budget=N: each group keeps its N members of lowest H, over all layers (ties by
+              index), as ``lape(..., per_group_budget=N)`` does
 
 ``k`` and ``k'`` need not be the same group. The ``⌊·⌋`` are the released code's ``int(...)``.
 
@@ -43,11 +44,11 @@ import math
 import torch
 from einops import rearrange
 
-from lensneurons.collect.stats import ActivationStats
 from lensneurons.core import checks as _checks
 from lensneurons.detect._common import entropy, lowest, probabilities, provenance
 from lensneurons.errors import EmptyGroupError, MissingStatisticError
 from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.stats.activation_stats import ActivationStats
 
 
 def sae_lape(
@@ -57,9 +58,13 @@ def sae_lape(
     token_rate: float = 0.10,
     ratio: float = 0.5,
     lang_specific: bool = True,
-    top: int | None = None,
+    per_group_budget: int | None = None,
 ) -> NeuronSets:
     """Language-specific units by SAE-LAPE's rule (Andrylie et al. 2025); see the module.
+
+    None of the rates is a selected share (so none is a ``top_rate``): ``example_rate`` and
+    ``token_rate`` are thresholds on document and token counts, ``ratio`` a threshold relative
+    to a unit's highest probability; the one selection, ``per_group_budget``, is a count.
 
     Args:
         stats: statistics of at least two groups with per-document counts
@@ -75,7 +80,8 @@ def sae_lape(
             0.8).
         lang_specific: drop units that join more than one group (the paper's
             ``--lang-specific``).
-        top: keep each group's ``top`` members of lowest entropy (``None``: all).
+        per_group_budget: keep each group's ``per_group_budget`` members of lowest entropy
+            (``None``: all); a count per group, the name :func:`~lensneurons.lape` uses.
 
     Returns:
         The sets per group; ``meta`` holds the parameters, how many units were kept, and how
@@ -86,8 +92,8 @@ def sae_lape(
         EmptyGroupError: a group has too few documents for the document rule to mean
             anything (``⌊example_rate · n_docs⌋ < 2``; with the default, fewer than 3).
         TooFewGroupsError: fewer than two groups.
-        ParameterError: a rate or ratio out of its range (or NaN), ``top < 1``, a non-bool
-            ``lang_specific``, or ``stats`` that are not :class:`ActivationStats`.
+        ParameterError: a rate or ratio out of its range (or NaN), ``per_group_budget < 1``,
+            a non-bool ``lang_specific``, or ``stats`` that are not :class:`ActivationStats`.
 
     Examples:
         >>> import lensneurons as ln
@@ -95,7 +101,7 @@ def sae_lape(
         >>> texts = {g: lines[:6] for g, lines in ln.organism.texts("heldout").items()}
         >>> stats = ln.collect(model, ln.Corpus.from_texts(texts), document_stats=True,
         ...                    progress=False)
-        >>> sets = sae_lape(stats, top=5)
+        >>> sets = sae_lape(stats, per_group_budget=5)
         >>> max(len(s) for s in sets.values()) <= 5
         True
     """
@@ -103,7 +109,7 @@ def sae_lape(
     token_rate = _checks.percentile(token_rate, "token_rate")
     ratio = _checks.rate(ratio, "ratio")
     lang_specific = _checks.flag(lang_specific, "lang_specific")
-    top = _checks.optional_positive_int(top, "top")
+    per_group_budget = _checks.optional_positive_int(per_group_budget, "per_group_budget")
     probs = probabilities(stats, "SAE-LAPE")
     if stats.active_docs is None or stats.n_docs is None:
         raise MissingStatisticError(
@@ -122,14 +128,16 @@ def sae_lape(
     histogram = torch.bincount(joined[kept], minlength=probs.shape[-1] + 1)[1:].tolist()
     if lang_specific:
         members &= (joined == 1)[..., None]
-    if top is not None:
+    if per_group_budget is not None:
         scores = entropy(probs)
         members = torch.stack([
-            lowest(scores.masked_fill(~members[..., k], float("inf")), top) & members[..., k]
+            lowest(scores.masked_fill(~members[..., k], float("inf")), per_group_budget)
+            & members[..., k]
             for k in range(probs.shape[-1])], dim=-1)
     meta = {
         "method": "sae_lape", "example_rate": example_rate, "token_rate": token_rate,
-        "ratio": ratio, "lang_specific": lang_specific, "top": top, "kept": int(kept.sum()),
+        "ratio": ratio, "lang_specific": lang_specific, "per_group_budget": per_group_budget,
+        "kept": int(kept.sum()),
         "groups_per_unit": histogram, **provenance(stats),
     }
     gated = stats.meta.get("gated")

@@ -41,12 +41,12 @@ import pandas as pd
 import torch
 from jaxtyping import Bool
 
-from lensneurons.collect.stats import ActivationStats
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import same_fingerprint
 from lensneurons.detect._common import provenance
 from lensneurons.errors import ModelMismatchError, ParameterError, ShapeMismatchError
 from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.stats.activation_stats import ActivationStats
 
 __all__ = ["active_sets", "plot_specialisation", "specialisation_iou"]
 

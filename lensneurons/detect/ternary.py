@@ -35,31 +35,37 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import torch
 
-from lensneurons.collect.stats import ActivationStats
 from lensneurons.core import checks as _checks
+from lensneurons.core.result import Result
 from lensneurons.detect._common import (
     entropy,
     kth_smallest,
+    layer_bars,
     lowest,
     n_selected,
     probabilities,
     provenance,
 )
-from lensneurons.errors import ParameterError, SearchBoundWarning
+from lensneurons.errors import CorruptResultError, ParameterError, SearchBoundWarning
 from lensneurons.neurons import NeuronSet, NeuronSets
+from lensneurons.stats.activation_stats import ActivationStats
 
 LAMBDA_RANGE = (0.0, 0.2)
 LAMBDA_EPS = 1e-3
 
 
 @dataclass(frozen=True)
-class TernaryResult:
+class TernaryResult(Result):
     """Specific, related and general units, and the thresholds that made them.
+
+    A result (:class:`~lensneurons.core.result.Result`): ``table()`` (specific and related units
+    per group), ``plot()`` (specific, related and general units per layer), ``save`` / ``load``,
+    and ``neuron_sets()``, the language sets (specific ∪ related per group).
 
     Attributes:
         specific: per group, selected units above ``tau`` in that group only.
@@ -71,6 +77,17 @@ class TernaryResult:
         lam_at_bound: ``lam="auto"`` stopped at the top of its search range, which still let
             no unit above ``tau`` in all groups into the selection: the largest such ``lam`` may
             lie above the range (always ``False`` for an explicit ``lam``).
+
+    Examples:
+        >>> import lensneurons as ln
+        >>> stats = ln.ActivationStats.from_counts(
+        ...     {"en": torch.tensor([[90, 10, 80, 5]]), "fr": torch.tensor([[10, 90, 80, 5]]),
+        ...      "de": torch.tensor([[10, 90, 80, 5]])}, {"en": 100, "fr": 100, "de": 100})
+        >>> result = ln.ternary(stats, top_rate=0.5, lam=0.0, bar_ratio=0.5)
+        >>> result.table().loc["fr"].tolist()  # specific, related
+        [0, 1]
+        >>> result.neuron_sets()["fr"].indices[0].tolist()
+        [1]
     """
 
     specific: NeuronSets
@@ -81,17 +98,76 @@ class TernaryResult:
     appear: list[int]
     lam_at_bound: bool = False
 
-    def language_neurons(self) -> NeuronSets:
-        """Specific and related units per group: the released masks' content."""
-        return NeuronSets({g: self.specific[g] | self.related[g] for g in self.specific},
-                          self.specific.meta)
+    kind = "result"
 
-    def summary(self) -> pd.DataFrame:
-        """Specific and related units per group."""
+    @property
+    def fingerprint(self) -> dict[str, Any] | None:
+        """The fingerprint of the model the statistics were collected on, if recorded."""
+        return self.specific.meta.get("fingerprint") or self.general.fingerprint
+
+    def neuron_sets(self) -> NeuronSets:
+        """The language sets: specific and related units per group (the released masks' content).
+
+        ``result.specific`` and ``result.related`` hold the two parts, ``result.general`` the
+        units above ``tau`` in every group.
+        """
+        return NeuronSets({g: self.specific[g] | self.related[g] for g in self.specific},
+                          {**self.specific.meta, "kind": "language"})
+
+    def table(self) -> pd.DataFrame:
+        """Specific and related units per group (rows)."""
         return pd.DataFrame({
             "specific": [len(s) for s in self.specific.values()],
             "related": [len(s) for s in self.related.values()],
         }, index=pd.Index(self.specific.groups, name="group"))
+
+    def summary_line(self) -> str:
+        """One line for the notebook view: lambda, tau and the sizes of the three kinds."""
+        return (f"TernaryResult: lam={self.lam:.4g}, tau={self.tau:.4g}, "
+                f"{len(self.specific.union())} specific, {len(self.related.union())} related, "
+                f"{len(self.general)} general units")
+
+    def plot(self, ax: Any = None) -> Any:
+        """Specific, related and general units per layer (bars side by side)."""
+        table = pd.DataFrame({"specific": self.specific.union().per_layer(),
+                              "related": self.related.union().per_layer(),
+                              "general": self.general.per_layer()}).T
+        return layer_bars(table, ax=ax, title=f"Ternary split (lam = {self.lam:.3g})",
+                          legend="units")
+
+    # -- storage: the masks as tensors, the rest as JSON --------------------------------------
+    def _record(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        groups = self.specific.groups
+        tensors = {"specific": torch.stack([self.specific[g].mask for g in groups]),
+                   "related": torch.stack([self.related[g].mask for g in groups]),
+                   "general": self.general.mask}
+        meta = {k: v for k, v in self.specific.meta.items() if k != "kind"}
+        return tensors, {"ternary": {
+            "groups": groups, "site": self.general.site, "gated": self.general.gated,
+            "lam": self.lam, "tau": self.tau, "appear": list(self.appear),
+            "lam_at_bound": self.lam_at_bound, "meta": meta}}
+
+    @classmethod
+    def _from_record(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> TernaryResult:
+        record = meta.get("ternary")
+        if (not isinstance(record, dict) or not isinstance(record.get("groups"), list)
+                or any(k not in tensors for k in ("specific", "related", "general"))
+                or tensors["specific"].shape[0] != len(record["groups"])):
+            raise CorruptResultError(
+                "This ternary result is damaged: its groups and masks disagree. Run ternary "
+                "and save it again.")
+        groups, site, gated = record["groups"], record["site"], record["gated"]
+        inner = dict(record["meta"])
+
+        def per_group(name: str) -> NeuronSets:
+            return NeuronSets({g: NeuronSet(tensors[name][k], site=site, gated=gated)
+                               for k, g in enumerate(groups)}, {**inner, "kind": name})
+
+        return cls(per_group("specific"), per_group("related"),
+                   NeuronSet(tensors["general"], site=site, gated=gated,
+                             fingerprint=inner.get("fingerprint")),
+                   float(record["lam"]), float(record["tau"]), list(record["appear"]),
+                   bool(record["lam_at_bound"]))
 
 
 def ternary(

@@ -28,7 +28,12 @@ from lensneurons.evaluate.fallback import (
 )
 from lensneurons.evaluate.forcing import ForcingResult, forcing_rate, wilson_interval
 from lensneurons.evaluate.generation import KVCacheCheck, check_kv_cache, decoding_mode, generate
-from lensneurons.evaluate.perplexity import perplexity, perplexity_matrix
+from lensneurons.evaluate.perplexity import (
+    Perplexity,
+    PerplexityMatrix,
+    perplexity,
+    perplexity_matrix,
+)
 from lensneurons.evaluate.shift import (
     ShiftItem,
     ShiftResult,
@@ -40,6 +45,8 @@ from lensneurons.evaluate.shift import (
 from lensneurons.evaluate.sweep import SweepResult, sweep
 
 __all__ = [
+    "Perplexity",
+    "PerplexityMatrix",
     "SequenceNLL",
     "nll_delta",
     "perplexity",

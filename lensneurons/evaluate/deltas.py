@@ -1,9 +1,10 @@
 """Changes of mean NLL against the ``"none"`` row, with paired bootstrap intervals.
 
-The rows of a :func:`~lensneurons.evaluate.perplexity_matrix` scored the same held-out sequences;
-each row's per-sequence NLL (:class:`SequenceNLL`, in ``matrix.attrs["per_sequence"]``) lets
+The rows of a :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix` scored the same held-out
+sequences; each row's per-sequence NLL (:class:`SequenceNLL`, in ``matrix.per_sequence``) lets
 :func:`nll_delta` resample sequences *paired* across rows. :func:`ppl_ratio` and
-:func:`specificity` summarise the changes.
+:func:`specificity` summarise the changes. A bare DataFrame of mean NLL (e.g. read back from a CSV
+file) still gives the changes, without intervals.
 
 Examples:
     >>> import pandas as pd
@@ -15,7 +16,7 @@ Examples:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,20 +25,23 @@ import pandas as pd
 from jaxtyping import Float, Integer, Shaped
 
 from lensneurons.core import checks as _checks
+from lensneurons.core.figures import axes
+from lensneurons.core.result import Result
 from lensneurons.errors import MissingStatisticError, ParameterError, ShapeMismatchError
 
 _BOOTSTRAP_BLOCK = 1 << 22  # resampled sequence indices held at once by nll_delta
 
 
 @dataclass(frozen=True, eq=False)
-class SequenceNLL:
+class SequenceNLL(Result):
     """Summed NLL and counted tokens of every evaluated sequence.
 
     Sequences are in the corpus's batch order (deterministic: the same corpus, tokenizer and
     ``max_tokens_per_group`` give the same order), so the rows of a
     :func:`perplexity_matrix` describe the same sequences and can be compared pairwise. The
-    arrays are read-only. Equality compares contents and returns a bool, so pandas can compare
-    ``attrs`` holding these (``pd.concat``, ``merge``); a deep copy returns the object itself.
+    arrays are read-only. Equality compares contents and returns a bool; a deep copy returns the
+    object itself. ``.table()`` has one row per sequence, ``.plot()`` the spread of the
+    per-token mean NLL of each group's sequences.
 
     Attributes:
         groups: the corpus's group names, in order.
@@ -85,15 +89,29 @@ class SequenceNLL:
         return (self.groups == other.groups and np.array_equal(self.group, other.group)
                 and np.array_equal(self.n_tokens, other.n_tokens))
 
-    def to_frame(self) -> pd.DataFrame:
+    def table(self) -> pd.DataFrame:
         """One row per sequence, columns ``group``, ``nll_sum`` and ``n_tokens``."""
         return pd.DataFrame({"group": self.group.tolist(), "nll_sum": self.nll_sum,
                              "n_tokens": self.n_tokens},
                             index=pd.RangeIndex(len(self), name="sequence"))
 
+    def plot(self, ax: Any = None) -> Any:
+        """Box plot per group of each sequence's mean NLL per counted token."""
+        fig, ax = axes(ax, (1.5 + 0.8 * len(self.groups), 3.5))
+        counted = self.n_tokens > 0
+        per_token = self.nll_sum[counted] / self.n_tokens[counted]
+        group = self.group[counted]
+        ax.boxplot([per_token[group == g] for g in self.groups])
+        ax.set_xticks(range(1, len(self.groups) + 1), list(self.groups))
+        ax.set_xlabel("group")
+        ax.set_ylabel("mean NLL per token (nats)")
+        ax.set_title(f"{len(self)} held-out sequences")
+        fig.tight_layout()
+        return fig
+
 
 def nll_delta(
-    matrix: pd.DataFrame,
+    matrix: Any,
     *,
     interval: float | None = None,
     n_boot: int = 1000,
@@ -113,24 +131,28 @@ def nll_delta(
     (``m``: its sequences with counted tokens), the same for every row.
 
     Args:
-        matrix: the output of :func:`perplexity_matrix` (with its ``attrs`` for intervals).
+        matrix: the :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix` of
+            :func:`perplexity_matrix` (its ``per_sequence`` gives the intervals), or a
+            DataFrame of mean NLL with a ``"none"`` row (changes only, e.g. one read back from
+            a CSV file).
         interval: confidence level in (0, 1), or ``None`` for the changes alone.
         n_boot: bootstrap resamples per evaluated group.
         seed: seed of the resampling (a non-negative integer).
 
     Returns:
-        With ``interval=None``, a DataFrame like ``matrix`` holding ``matrix - matrix.loc["none"]``.
-        Otherwise a DataFrame indexed by ``(deactivated, evaluated)``, in the matrix's order,
-        with columns ``delta`` (as without ``interval``), ``low``, ``high`` and
-        ``n_sequences`` (held-out sequences resampled).
+        With ``interval=None``, a DataFrame like ``matrix.table()`` holding
+        ``table - table.loc["none"]``. Otherwise a DataFrame indexed by
+        ``(deactivated, evaluated)``, in the matrix's order, with columns ``delta`` (as without
+        ``interval``), ``low``, ``high`` and ``n_sequences`` (held-out sequences resampled).
 
     Raises:
         MissingStatisticError: ``interval`` was given but the matrix carries no per-sequence
-            NLL for some row (e.g. it was read from a CSV file): recompute it with
+            NLL for some row (a bare DataFrame, e.g. read from a CSV file): recompute it with
             :func:`perplexity_matrix`.
-        ParameterError: ``matrix`` is not a DataFrame with a ``"none"`` row, ``interval`` is
-            not in (0, 1), ``n_boot`` is not an integer >= 1, or ``seed`` is not an integer
-            >= 0.
+        ParameterError: ``matrix`` is neither a PerplexityMatrix nor a DataFrame with a
+            ``"none"`` row, is a DataFrame carrying per-sequence data in ``attrs`` (the former
+            hidden channel: pass the PerplexityMatrix itself), ``interval`` is not in (0, 1),
+            ``n_boot`` is not an integer >= 1, or ``seed`` is not an integer >= 0.
 
     Examples:
         >>> import pandas as pd
@@ -144,8 +166,8 @@ def nll_delta(
         ...     print(type(err).__name__)
         MissingStatisticError
     """
-    _check_matrix(matrix)
-    delta = matrix - matrix.loc["none"]
+    frame, per_sequence = _unpack(matrix)
+    delta = frame - frame.loc["none"]
     if interval is None:
         return delta
     if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not (
@@ -154,13 +176,13 @@ def nll_delta(
             f"interval must be a confidence level in (0, 1) such as 0.95, got {interval!r}.")
     n_boot = _checks.positive_int(n_boot, "n_boot")
     seed = _checks.positive_int(seed, "seed", minimum=0)
-    per_sequence = _paired_sequences(matrix)
+    per_sequence = _paired_sequences(frame, per_sequence)
     none = per_sequence["none"]
     quantiles = [(1 - interval) / 2, (1 + interval) / 2]
-    shape = (len(matrix.index), len(matrix.columns))
+    shape = (len(frame.index), len(frame.columns))
     low, high = np.empty(shape), np.empty(shape)
     n_sequences = np.empty(shape[1], dtype=np.int64)
-    for j, column in enumerate(matrix.columns):
+    for j, column in enumerate(frame.columns):
         chosen = (none.group == str(column)) & (none.n_tokens > 0)
         n_sequences[j] = chosen.sum()
         if not n_sequences[j]:
@@ -169,7 +191,7 @@ def nll_delta(
                 f"{column!r}. Recompute the matrix with perplexity_matrix on a corpus "
                 "that has this group.")
         diffs = np.stack([per_sequence[row].nll_sum[chosen] - none.nll_sum[chosen]
-                          for row in matrix.index], axis=1)
+                          for row in frame.index], axis=1)
         index = none.groups.index(str(column)) if str(column) in none.groups else j
         rng = np.random.default_rng([seed, index])
         boot = _paired_bootstrap(diffs, none.n_tokens[chosen], n_boot, rng)
@@ -177,36 +199,58 @@ def nll_delta(
     table = pd.DataFrame(
         {"delta": delta.to_numpy(dtype=np.float64).ravel(), "low": low.ravel(),
          "high": high.ravel(), "n_sequences": np.tile(n_sequences, shape[0])},
-        index=pd.MultiIndex.from_product([matrix.index, matrix.columns],
+        index=pd.MultiIndex.from_product([frame.index, frame.columns],
                                          names=["deactivated", "evaluated"]))
     table.attrs = {"interval": interval, "n_boot": n_boot, "seed": seed}
     return table
 
 
-def _check_matrix(matrix: Any) -> None:
-    if not isinstance(matrix, pd.DataFrame) or "none" not in matrix.index:
+def _is_matrix(value: Any) -> bool:
+    """Whether ``value`` is a PerplexityMatrix: a result whose ``per_sequence`` maps rows.
+
+    (Tested by what it holds: :mod:`lensneurons.evaluate.perplexity` imports this module.)
+    """
+    return isinstance(value, Result) and isinstance(getattr(value, "per_sequence", None), Mapping)
+
+
+def _unpack(matrix: Any) -> tuple[pd.DataFrame, dict[str, SequenceNLL] | None]:
+    """The mean-NLL table of ``matrix`` and its per-sequence data (``None`` for a DataFrame)."""
+    if _is_matrix(matrix):
+        frame, per_sequence = matrix.table(), dict(matrix.per_sequence)
+    elif isinstance(matrix, pd.DataFrame):
+        if "per_sequence" in matrix.attrs:
+            raise ParameterError(
+                "This DataFrame carries per-sequence NLL in attrs['per_sequence'], the former "
+                "hidden channel of perplexity_matrix, which is no longer read. Pass the "
+                "PerplexityMatrix that ln.perplexity_matrix returns (its .per_sequence holds "
+                "each row's SequenceNLL), or drop the attrs for the changes alone."
+            )
+        frame, per_sequence = matrix, None
+    else:
+        frame, per_sequence = None, None
+    if frame is None or "none" not in frame.index:
         raise ParameterError(
-            "matrix must be the DataFrame of ln.perplexity_matrix, whose 'none' row (no "
-            f"intervention) the changes are measured against; got {type(matrix).__name__}"
-            + ("" if not isinstance(matrix, pd.DataFrame)
-               else f" with rows {list(matrix.index)}") + "."
+            "matrix must be the PerplexityMatrix of ln.perplexity_matrix (or a DataFrame of "
+            "its mean NLL), whose 'none' row (no intervention) the changes are measured "
+            f"against; got {type(matrix).__name__}"
+            + ("" if frame is None else f" with rows {list(frame.index)}") + "."
         )
+    return frame, per_sequence
 
 
-def _paired_sequences(matrix: pd.DataFrame) -> dict[str, SequenceNLL]:
-    """The matrix's per-sequence NLL of every row, checked to cover the same sequences."""
-    per_sequence = matrix.attrs.get("per_sequence")
-    missing = [row for row in matrix.index
-               if not isinstance(per_sequence, dict)
-               or not isinstance(per_sequence.get(row), SequenceNLL)]
+def _paired_sequences(frame: pd.DataFrame, per_sequence: dict[str, SequenceNLL] | None,
+                      ) -> dict[str, SequenceNLL]:
+    """The per-sequence NLL of every row of ``frame``, checked to cover the same sequences."""
+    per_sequence = per_sequence or {}
+    missing = [row for row in frame.index if not isinstance(per_sequence.get(row), SequenceNLL)]
     if missing or "none" not in per_sequence:
         raise MissingStatisticError(
             "Intervals need each sequence's NLL, which this matrix does not carry for "
-            f"{', '.join(map(repr, missing or ['none']))} (a matrix read from a CSV file has "
-            "none). Recompute it with ln.perplexity_matrix(...), then call "
-            "ln.nll_delta(matrix, interval=...) on the result.")
+            f"{', '.join(map(repr, missing or ['none']))} (a DataFrame, e.g. one read from a "
+            "CSV file, has none). Recompute it with ln.perplexity_matrix(...), then call "
+            "ln.nll_delta(matrix, interval=...) on the PerplexityMatrix it returns.")
     none = per_sequence["none"]
-    for row in matrix.index:
+    for row in frame.index:
         if not per_sequence[row].same_sequences(none):
             raise MissingStatisticError(
                 f"The per-sequence NLL of row {row!r} covers other sequences than the 'none' "
@@ -238,12 +282,17 @@ def _paired_bootstrap(
     return np.concatenate(out)
 
 
-def ppl_ratio(matrix: pd.DataFrame) -> pd.DataFrame:
-    """Perplexity ratio against the ``"none"`` row: ``exp(delta NLL)``."""
+def ppl_ratio(matrix: Any) -> pd.DataFrame:
+    """Perplexity ratio against the ``"none"`` row: ``exp(delta NLL)``.
+
+    Args:
+        matrix: a :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix`, or a DataFrame
+            of mean NLL with a ``"none"`` row (as :func:`nll_delta` takes it).
+    """
     return np.exp(nll_delta(matrix))
 
 
-def specificity(delta: pd.DataFrame) -> pd.Series:
+def specificity(delta: Any) -> pd.Series:
     """Own ΔNLL ÷ mean ΔNLL on the other groups, per group deactivated (Tang et al.'s diagonal).
 
     For each group ``g`` that is both a row and a column of ``delta`` (from :func:`nll_delta`):
@@ -251,9 +300,15 @@ def specificity(delta: pd.DataFrame) -> pd.Series:
     When the other groups' mean change is not positive the ratio is ``inf`` if the own change
     is positive, else NaN (also NaN without another group to compare with).
 
+    Args:
+        delta: the DataFrame of :func:`nll_delta`, or the
+            :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix` itself (its changes are
+            taken first).
+
     Raises:
-        ParameterError: ``delta`` is the matrix itself (its ``"none"`` row is not zero), not
-            the output of :func:`nll_delta`.
+        ParameterError: ``delta`` is a DataFrame of the matrix itself (its ``"none"`` row is not
+            zero), not the output of :func:`nll_delta`; or a DataFrame carrying per-sequence
+            data in ``attrs`` (pass the PerplexityMatrix).
 
     Examples:
         >>> import pandas as pd
@@ -262,9 +317,17 @@ def specificity(delta: pd.DataFrame) -> pd.Series:
         >>> specificity(delta).round(2).to_dict()
         {'fr': 3.0, 'de': 5.0}
     """
+    if _is_matrix(delta):
+        delta = nll_delta(delta)
     if not isinstance(delta, pd.DataFrame):
         raise ParameterError(f"delta must be the DataFrame of ln.nll_delta(matrix), got "
                              f"{type(delta).__name__}.")
+    if "per_sequence" in delta.attrs:
+        raise ParameterError(
+            "This DataFrame carries per-sequence NLL in attrs['per_sequence'], the former hidden "
+            "channel of perplexity_matrix, which is no longer read. Pass the PerplexityMatrix "
+            "that ln.perplexity_matrix returns, or ln.nll_delta(matrix)."
+        )
     if "none" in delta.index and bool((delta.loc["none"].abs() > 0).any()):
         raise ParameterError(
             "specificity reads changes, but the 'none' row of this table is not zero: it is the "

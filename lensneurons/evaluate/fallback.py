@@ -34,6 +34,9 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from lensneurons.core.checks import positive_int
+from lensneurons.core.figures import axes
+from lensneurons.core.model import ModelView
+from lensneurons.core.result import Result
 from lensneurons.corpora import langid
 from lensneurons.errors import ParameterError, ShapeMismatchError
 from lensneurons.evaluate.generation import generate
@@ -118,7 +121,7 @@ RESERVED_STEPS = frozenset({BASELINE})
 
 
 @dataclass(frozen=True)
-class FallbackResult:
+class FallbackResult(Result):
     """Languages of the continuations at each step.
 
     Attributes:
@@ -127,23 +130,32 @@ class FallbackResult:
         n_units: units switched off at each step.
         generations: per step, the continuations.
         decoding: per step, how they were decoded (``"kv-cache"`` or ``"full-forward"``).
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
+
+    ``.table()`` is the shares with the units switched off; ``.plot()`` the stacked shares.
     """
 
     shares: pd.DataFrame
     n_units: pd.Series
     generations: dict[str, list[str]] = field(repr=False)
     decoding: dict[str, str] = field(repr=False, default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def dominant(self) -> pd.Series:
         """The most frequent language at each step (``"unknown"`` included)."""
         return self.shares.idxmax(axis=1)
 
+    def table(self) -> pd.DataFrame:
+        """One row per step (``"none"`` first): ``n_units``, then the share of each language."""
+        table = self.shares.copy()
+        table.insert(0, "n_units", self.n_units.reindex(table.index).to_numpy())
+        table.index.name = "step"
+        return table
+
     def plot(self, ax: Any = None, *, title: str | None = None) -> Any:
         """A stacked area plot of the language shares over the steps."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6.5, 3.5))
+        fig, ax = axes(ax, (6.5, 3.5))
         x = np.arange(len(self.shares))
         ax.stackplot(x, self.shares.to_numpy().T, labels=list(self.shares.columns), alpha=0.85)
         ax.set_xticks(x, [f"{s}\n({n})" for s, n in self.n_units.items()], fontsize="small")
@@ -152,7 +164,8 @@ class FallbackResult:
         ax.set_xlabel("units switched off (count)")
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="small")
         ax.set_title(title or "fallback")
-        return ax
+        fig.tight_layout()
+        return fig
 
 
 def fallback(
@@ -215,4 +228,5 @@ def fallback(
             units[label] = len(neurons)
     shares = pd.DataFrame(counts).T.fillna(0.0)
     shares = shares[shares.sum().sort_values(ascending=False).index]
-    return FallbackResult(shares, pd.Series(units, name="n_units"), texts, decoding)
+    return FallbackResult(shares, pd.Series(units, name="n_units"), texts, decoding,
+                          ModelView(model).fingerprint())

@@ -1,10 +1,10 @@
 """Forcing rate: how often a model answers in the target language under an intervention.
 
 The model continues each prompt under the hooks (greedy by default, as in Gurgurov et al.'s
-language-forcing test), an offline identifier (:mod:`lensneurons.corpora.langid`) names the language of
-each continuation, and the rate is the share identified as the target. The interval is Wilson's
-95% score interval for a binomial proportion, which stays inside [0, 1] and is sensible at rates
-near 0 or 1 and for the few dozen generations such tests use.
+language-forcing test), an offline identifier (:mod:`lensneurons.corpora.langid`) names the
+language of each continuation, and the rate is the share identified as the target. The interval
+is Wilson's 95% score interval for a binomial proportion, which stays inside [0, 1] and is
+sensible at rates near 0 or 1 and for the few dozen generations such tests use.
 
 Examples:
     >>> import lensneurons as ln
@@ -24,6 +24,9 @@ from typing import Any
 
 import pandas as pd
 
+from lensneurons.core.figures import axes
+from lensneurons.core.model import ModelView
+from lensneurons.core.result import Result
 from lensneurons.corpora import langid
 from lensneurons.evaluate.generation import generate
 
@@ -50,8 +53,11 @@ def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, flo
 
 
 @dataclass(frozen=True)
-class ForcingResult:
+class ForcingResult(Result):
     """The outcome of :func:`forcing_rate`.
+
+    ``.table()`` lists every continuation and its language; ``.plot()`` the share of each
+    identified language with its Wilson 95% interval, the target's bar highlighted.
 
     Attributes:
         target: the target language (normalised code).
@@ -67,6 +73,8 @@ class ForcingResult:
             forward pass, :func:`~lensneurons.evaluate.check_kv_cache`) or ``"full-forward"``.
         do_sample: whether they were sampled (else greedy).
         seed: the sampling seed.
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
     """
 
     target: str
@@ -81,6 +89,7 @@ class ForcingResult:
     decoding: str = "kv-cache"
     do_sample: bool = False
     seed: int = 0
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def table(self) -> pd.DataFrame:
         """One row per continuation: prompt, generation, language, on_target."""
@@ -93,6 +102,37 @@ class ForcingResult:
     def distribution(self) -> pd.Series:
         """Share of continuations per identified language, largest first."""
         return pd.Series(self.languages, dtype=str).value_counts(normalize=True)
+
+    def summary_line(self) -> str:
+        """The rate, its interval and how the continuations were decoded, in one line."""
+        return (f"ForcingResult: {self.rate:.0%} of {self.n} continuations in {self.target} "
+                f"(95% interval {self.low:.0%} to {self.high:.0%}; {self.decoding})")
+
+    def plot(self, ax: Any = None) -> Any:
+        """Share of the continuations per identified language, with Wilson 95% intervals.
+
+        The target's bar (drawn even when no continuation is in it) is highlighted, so its
+        height and interval are the forcing rate and the interval of :func:`forcing_rate`.
+        """
+        counts = pd.Series(self.languages, dtype=str).value_counts()
+        if self.target not in counts.index:
+            counts[self.target] = 0
+        counts = counts.sort_values(ascending=False, kind="stable")
+        n = max(self.n, 1)
+        shares = counts.to_numpy() / n
+        bounds = [wilson_interval(int(k), self.n) for k in counts.to_numpy()]
+        err = [[s - lo for s, (lo, _) in zip(shares, bounds, strict=True)],
+               [hi - s for s, (_, hi) in zip(shares, bounds, strict=True)]]
+        fig, ax = axes(ax, (1.5 + 0.6 * len(counts), 3.5))
+        colors = ["tab:red" if lang == self.target else "tab:gray" for lang in counts.index]
+        ax.bar([str(lang) for lang in counts.index], shares, yerr=err, capsize=3, color=colors)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("identified language")
+        ax.set_ylabel("share of continuations")
+        ax.set_title(f"forcing into {self.target}: {self.rate:.2f} "
+                     f"[{self.low:.2f}, {self.high:.2f}], n = {self.n}")
+        fig.tight_layout()
+        return fig
 
 
 def forcing_rate(
@@ -170,4 +210,5 @@ def forcing_rate(
         generations=flat, languages=found,
         seconds={"generate": generated - started, "identify": done - generated},
         decoding=continuations.decoding, do_sample=bool(do_sample), seed=seed,
+        fingerprint=ModelView(model).fingerprint(),
     )

@@ -8,9 +8,11 @@ Memory stays bounded: beyond the model's own output, each sequence's log-probabi
 computed on its own, in two halves, so that at most one sequence's logits exist in fp32 at a
 time (never a copy of the whole batch's ``[batch, pos, vocab]`` logits).
 
-Every evaluated sequence's summed NLL and counted tokens are kept (:class:`SequenceNLL`, in
-``table.attrs["per_sequence"]``): :func:`nll_delta` uses them for paired bootstrap intervals
-over held-out sequences (:mod:`lensneurons.evaluate.deltas`).
+Both functions return results (:class:`Perplexity`, :class:`PerplexityMatrix`): ``.table()``
+gives the numbers, ``.plot()`` the figure, ``.save(path)`` / ``.load(path)`` keep them. Every
+evaluated sequence's summed NLL and counted tokens are kept on the result as ``.per_sequence``
+(:class:`SequenceNLL`; per row for the matrix): :func:`nll_delta` uses them for paired
+bootstrap intervals over held-out sequences (:mod:`lensneurons.evaluate.deltas`).
 
 Inputs are checked before the first forward pass: a group with no token to predict (whose
 perplexity would read a perfect 1.0), a random baseline that cannot avoid its set, hooks on hook
@@ -21,10 +23,11 @@ Examples:
     >>> import lensneurons as ln
     >>> model = ln.organism.load()
     >>> heldout = ln.Corpus.from_texts(ln.organism.texts("heldout"))
-    >>> table = ln.perplexity(model, heldout, progress=False)
+    >>> result = ln.perplexity(model, heldout, progress=False)
+    >>> table = result.table()
     >>> list(table.columns)
     ['mean_nll', 'ppl', 'n_tokens']
-    >>> per_sequence = table.attrs["per_sequence"].to_frame()
+    >>> per_sequence = result.per_sequence.table()
     >>> list(per_sequence.columns)
     ['group', 'nll_sum', 'n_tokens']
     >>> totals = per_sequence.groupby("group")["n_tokens"].sum()
@@ -34,7 +37,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,17 +49,159 @@ from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 
 from lensneurons.core import checks as _checks
+from lensneurons.core.figures import axes, plot_matrix
 from lensneurons.core.model import ModelView
+from lensneurons.core.result import Result
 from lensneurons.corpora.corpus import Corpus, TokenizedCorpus
-from lensneurons.errors import EmptyTokenizationError, EvaluationInterrupted, ParameterError
+from lensneurons.errors import (
+    EmptyTokenizationError,
+    EvaluationInterrupted,
+    ParameterError,
+    UnknownGroupError,
+)
 from lensneurons.evaluate.deltas import SequenceNLL, nll_delta, ppl_ratio, specificity
 from lensneurons.intervene.hooks import deactivate
 from lensneurons.neurons import NeuronSet, NeuronSets, random_like
 
 HookList = Sequence[tuple[str | Callable[[str], bool], Callable[..., Any]]]
 
-__all__ = ["SequenceNLL", "nll_delta", "perplexity", "perplexity_matrix", "ppl_ratio",
-           "specificity"]
+__all__ = ["Perplexity", "PerplexityMatrix", "SequenceNLL", "nll_delta", "perplexity",
+           "perplexity_matrix", "ppl_ratio", "specificity"]
+
+
+@dataclass(frozen=True, eq=False)
+class Perplexity(Result):
+    """What :func:`perplexity` measured: per group, and per evaluated sequence.
+
+    Attributes:
+        per_group: indexed by group, columns ``mean_nll``, ``ppl`` and ``n_tokens``
+            (``.table()``).
+        per_sequence: each evaluated sequence's group, summed NLL and counted tokens, in the
+            corpus's batch order; the group totals are sums of these.
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
+
+    Examples:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"mean_nll": [2.0], "ppl": [7.39], "n_tokens": [3]},
+        ...                      index=pd.Index(["fr"], name="group"))
+        >>> result = Perplexity(frame, SequenceNLL(("fr",), ["fr"], [6.0], [3]))
+        >>> float(result.table().loc["fr", "mean_nll"])
+        2.0
+    """
+
+    per_group: pd.DataFrame
+    per_sequence: SequenceNLL = field(repr=False)
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        nll = ", ".join(f"{g}: {v:.3f}" for g, v in self.per_group["mean_nll"].items())
+        return f"Perplexity(mean NLL {nll}; {len(self.per_sequence)} sequences)"
+
+    def table(self) -> pd.DataFrame:
+        """Per group: ``mean_nll``, ``ppl`` and ``n_tokens``."""
+        return self.per_group
+
+    def plot(self, ax: Any = None) -> Any:
+        """Mean NLL per group (bars), with the perplexity written on each."""
+        fig, ax = axes(ax, (1.5 + 0.7 * len(self.per_group), 3.5))
+        groups = [str(g) for g in self.per_group.index]
+        bars = ax.bar(groups, self.per_group["mean_nll"], color="tab:blue")
+        for bar, ppl in zip(bars, self.per_group["ppl"], strict=True):
+            ax.annotate(f"ppl {ppl:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+        ax.set_xlabel("group")
+        ax.set_ylabel("mean NLL (nats/token)")
+        ax.set_title("held-out perplexity")
+        fig.tight_layout()
+        return fig
+
+
+@dataclass(frozen=True, eq=False)
+class PerplexityMatrix(Result):
+    """What :func:`perplexity_matrix` measured: mean NLL per deactivated set and evaluated group.
+
+    Attributes:
+        mean_nll: rows ``"none"``, each group's set, ``"random:<group>"`` (index name
+            ``deactivated``); columns the evaluated groups (``evaluated``) (``.table()``).
+        per_sequence: row name -> that row's :class:`SequenceNLL` (the same sequences in
+            every row), for :func:`nll_delta`'s paired intervals.
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
+
+    ``.plot()`` draws the heatmap of the changes against ``"none"`` (``nll_delta``);
+    :meth:`select` keeps (and renames) rows and columns with their per-sequence data.
+
+    Examples:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"fr": [4.0, 4.5]}, index=["none", "fr"])
+        >>> matrix = PerplexityMatrix(frame, {})
+        >>> float(nll_delta(matrix).loc["fr", "fr"])
+        0.5
+    """
+
+    mean_nll: pd.DataFrame
+    per_sequence: dict[str, SequenceNLL] = field(default_factory=dict, repr=False)
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        rows, cols = self.mean_nll.shape
+        return (f"PerplexityMatrix({rows} deactivated x {cols} evaluated; rows "
+                f"{list(self.mean_nll.index)})")
+
+    def table(self) -> pd.DataFrame:
+        """Mean NLL, deactivated (rows) x evaluated (columns)."""
+        return self.mean_nll
+
+    def plot(self, ax: Any = None, *, title: str = "Δ mean NLL vs no intervention") -> Any:
+        """Heatmap of the change of mean NLL against the ``"none"`` row (:func:`nll_delta`).
+
+        Without a ``"none"`` row (e.g. :meth:`select` left it out) the mean NLL itself.
+        """
+        if self.mean_nll.empty:  # e.g. the partial matrix of a Ctrl-C before any row
+            fig, ax = axes(ax, (4, 2))
+            ax.set_title("no finished row")
+            return fig
+        if "none" in self.mean_nll.index:
+            return plot_matrix(nll_delta(self), ax=ax, title=title)
+        return plot_matrix(self.mean_nll, ax=ax, title="mean NLL", cmap="viridis")
+
+    def select(self, rows: Sequence[str] | Mapping[str, str] | None = None,
+               columns: Sequence[str] | None = None) -> PerplexityMatrix:
+        """Some rows and columns, with their per-sequence data.
+
+        Args:
+            rows: row names to keep, in this order; a mapping ``old -> new`` also renames
+                them (e.g. ``{"random:fr": "none", "fr": "fr"}`` measures a set against its
+                random baseline). Default: every row.
+            columns: evaluated groups to keep. Default: every column.
+
+        Raises:
+            UnknownGroupError: a row or column the matrix does not hold.
+
+        Examples:
+            >>> import pandas as pd
+            >>> frame = pd.DataFrame({"fr": [4.0, 4.5], "de": [3.0, 3.1]},
+            ...                      index=["none", "fr"])
+            >>> PerplexityMatrix(frame).select({"fr": "none"}, ["de"]).table()
+                   de
+            none  3.1
+        """
+        rows = [rows] if isinstance(rows, str) else rows
+        columns = [columns] if isinstance(columns, str) else columns
+        names = dict(rows) if isinstance(rows, Mapping) else {
+            r: r for r in (self.mean_nll.index if rows is None else rows)}
+        keep = list(self.mean_nll.columns if columns is None else columns)
+        missing = [r for r in names if r not in self.mean_nll.index] + [
+            c for c in keep if c not in self.mean_nll.columns]
+        if missing:
+            raise UnknownGroupError(
+                f"The matrix has no row or column {missing}; rows: "
+                f"{list(self.mean_nll.index)}, columns: {list(self.mean_nll.columns)}.")
+        frame = self.mean_nll.loc[list(names), keep].rename(index=names)
+        return PerplexityMatrix(frame, {new: self.per_sequence[old] for old, new in names.items()
+                                        if old in self.per_sequence}, self.fingerprint)
+
 
 def _row_nll_sums(
     logits: Float[torch.Tensor, "batch pos vocab"], tokens: Int[torch.Tensor, "batch pos"],
@@ -92,7 +238,7 @@ def perplexity(
     batch_size: int = 8,
     max_tokens_per_group: int | None = None,
     progress: bool = True,
-) -> pd.DataFrame:
+) -> Perplexity:
     """Mean NLL and perplexity of each group's counted tokens, optionally under hooks.
 
     Args:
@@ -105,10 +251,10 @@ def perplexity(
         progress: show a progress bar.
 
     Returns:
-        A DataFrame indexed by group with ``mean_nll``, ``ppl`` and ``n_tokens``. Its
-        ``attrs["per_sequence"]`` is a :class:`SequenceNLL`: each evaluated sequence's group,
-        summed NLL and counted tokens, in the corpus's batch order. The group totals are sums
-        of these.
+        A :class:`Perplexity`: ``.table()`` is indexed by group with ``mean_nll``, ``ppl`` and
+        ``n_tokens``; ``.per_sequence`` a :class:`SequenceNLL`, each evaluated sequence's
+        group, summed NLL and counted tokens, in the corpus's batch order. The group totals
+        are sums of these.
 
     Raises:
         ParameterError: ``corpus`` is not a :class:`Corpus`, ``fwd_hooks`` is not a list of
@@ -143,10 +289,9 @@ def perplexity(
     table = pd.DataFrame({"mean_nll": mean.numpy(), "ppl": mean.exp().numpy(),
                           "n_tokens": totals.numpy()},
                          index=pd.Index(corpus.groups, name="group"))
-    table.attrs["per_sequence"] = SequenceNLL(
+    return Perplexity(table, SequenceNLL(
         groups=tuple(corpus.groups), group=np.array(corpus.groups)[group_ids.numpy()],
-        nll_sum=nll_sum.numpy(), n_tokens=n_tokens.numpy())
-    return table
+        nll_sum=nll_sum.numpy(), n_tokens=n_tokens.numpy()), view.fingerprint())
 
 
 def _tokenized(corpus: Any, view: ModelView, max_tokens_per_group: Any) -> TokenizedCorpus:
@@ -180,7 +325,7 @@ def perplexity_matrix(
     batch_size: int = 8,
     max_tokens_per_group: int | None = None,
     progress: bool = True,
-) -> pd.DataFrame:
+) -> PerplexityMatrix:
     """Mean NLL of every evaluated group while each group's set is deactivated.
 
     Rows: ``"none"`` (no intervention), then each group of ``neurons`` deactivated, then with
@@ -188,9 +333,12 @@ def perplexity_matrix(
     layer, disjoint from it). Columns: the corpus's groups. Use :func:`nll_delta` and
     :func:`ppl_ratio` for changes against ``"none"``.
 
-    ``matrix.attrs["per_sequence"]`` maps each row to its :class:`SequenceNLL` (the same
-    sequences in every row), from which ``nll_delta(matrix, interval=0.95)`` computes paired
-    bootstrap intervals. The attrs survive pandas operations, but not a CSV round trip.
+    Returns:
+        A :class:`PerplexityMatrix`: ``.table()`` is the matrix of mean NLL (rows deactivated,
+        columns evaluated); ``.per_sequence`` maps each row to its :class:`SequenceNLL` (the
+        same sequences in every row), from which ``nll_delta(matrix, interval=0.95)``
+        computes paired bootstrap intervals; ``.save(path)`` keeps both (a CSV of the table
+        keeps the mean NLL only); ``.plot()`` is the heatmap of the changes.
 
     Every input is checked before the first forward pass. Ctrl-C keeps the rows that finished:
     the raised :class:`~lensneurons.errors.EvaluationInterrupted` (a ``KeyboardInterrupt``)
@@ -201,7 +349,8 @@ def perplexity_matrix(
             a set fills so much of a layer that no random set of its profile is disjoint from
             it (its ``random:`` row would measure the set itself): use a smaller set, or
             ``random_baseline=False``.
-        EvaluationInterrupted: Ctrl-C; ``.partial`` holds the finished rows.
+        EvaluationInterrupted: Ctrl-C; ``.partial`` holds the finished rows (a
+            :class:`PerplexityMatrix`).
 
     Examples:
         >>> import lensneurons as ln
@@ -212,7 +361,7 @@ def perplexity_matrix(
         >>> matrix = ln.perplexity_matrix(model, heldout, neurons, progress=False)
         >>> bool(ln.nll_delta(matrix).loc["fr", "fr"] > 0)
         True
-        >>> sorted(matrix.attrs["per_sequence"]) == sorted(matrix.index)
+        >>> sorted(matrix.per_sequence) == sorted(matrix.table().index)
         True
         >>> ci = ln.nll_delta(matrix, interval=0.95)
         >>> bool(ci.loc[("ru", "ru"), "low"] > 0)  # clearly above zero
@@ -236,21 +385,19 @@ def perplexity_matrix(
     results, per_sequence = {}, {}
     try:
         for name, hooks in tqdm(rows.items(), desc="perplexity matrix", disable=not progress):
-            table = perplexity(model, corpus, fwd_hooks=hooks, batch_size=batch_size,
-                               max_tokens_per_group=max_tokens_per_group, progress=False)
-            results[name] = table["mean_nll"]
-            per_sequence[name] = table.attrs["per_sequence"]
+            row = perplexity(model, corpus, fwd_hooks=hooks, batch_size=batch_size,
+                             max_tokens_per_group=max_tokens_per_group, progress=False)
+            results[name] = row.per_group["mean_nll"]
+            per_sequence[name] = row.per_sequence
     except KeyboardInterrupt as stop:
-        if isinstance(stop, EvaluationInterrupted):
-            raise
         running = next(name for name in rows if name not in results)
         raise EvaluationInterrupted(
             f"perplexity_matrix was interrupted in row {running!r}; {len(results)} of "
             f"{len(rows)} rows had finished ({', '.join(results) or 'none'}): they are on "
             "this exception's .partial.",
-            _matrix(results, per_sequence, corpus.groups), list(results), running,
+            _matrix(results, per_sequence, corpus.groups, view), list(results), running,
         ) from stop
-    return _matrix(results, per_sequence, corpus.groups)
+    return _matrix(results, per_sequence, corpus.groups, view)
 
 
 def _baseline(group: str, neurons: NeuronSet, seed: int) -> NeuronSet:
@@ -273,8 +420,7 @@ def _baseline(group: str, neurons: NeuronSet, seed: int) -> NeuronSet:
 
 
 def _matrix(results: dict[str, pd.Series], per_sequence: dict[str, SequenceNLL],
-            columns: list[str]) -> pd.DataFrame:
+            columns: list[str], view: ModelView) -> PerplexityMatrix:
     matrix = pd.DataFrame(results).T if results else pd.DataFrame(columns=columns, dtype=float)
     matrix.index.name, matrix.columns.name = "deactivated", "evaluated"
-    matrix.attrs = {"per_sequence": per_sequence}
-    return matrix
+    return PerplexityMatrix(matrix, dict(per_sequence), view.fingerprint())

@@ -38,11 +38,14 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from einops import rearrange
 
 from lensneurons.core.checks import hook_list, positive_int, real
+from lensneurons.core.figures import axes
 from lensneurons.core.model import ModelView
+from lensneurons.core.result import Result
 from lensneurons.corpora import langid
 from lensneurons.errors import InvalidTextError, ParameterError, UnknownLanguageError
 from lensneurons.evaluate.forcing import wilson_interval
@@ -59,7 +62,7 @@ class ShiftItem:
 
 
 @dataclass(frozen=True)
-class ShiftResult:
+class ShiftResult(Result):
     """The outcome of :func:`steering_shift`.
 
     Attributes:
@@ -70,6 +73,11 @@ class ShiftResult:
         d0: per item, log P(target) - log P(base) without the intervention.
         d1: the same under the intervention.
         items: the items, in order.
+        tolerance: the shift (nats) above which an item counts as shifted.
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
+
+    ``.table()`` has one row per item; ``.plot()`` the items' shifts, sorted.
     """
 
     score: float
@@ -79,11 +87,41 @@ class ShiftResult:
     d0: np.ndarray = field(repr=False)
     d1: np.ndarray = field(repr=False)
     items: list[ShiftItem] = field(repr=False)
+    tolerance: float = 1e-6
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def shifts(self) -> np.ndarray:
         """Per item ``D1 - D0``."""
         return self.d1 - self.d0
+
+    def table(self) -> pd.DataFrame:
+        """One row per item: premise, answers, ``d0``, ``d1``, ``shift`` and ``shifted``."""
+        return pd.DataFrame({
+            "premise": [i.premise for i in self.items], "base": [i.base for i in self.items],
+            "target": [i.target for i in self.items], "d0": np.asarray(self.d0, dtype=float),
+            "d1": np.asarray(self.d1, dtype=float), "shift": np.asarray(self.shifts, dtype=float),
+            "shifted": np.asarray(self.shifts > self.tolerance, dtype=bool),
+        }, index=pd.RangeIndex(len(self.items), name="item"))
+
+    def summary_line(self) -> str:
+        """LSS, its interval and the mean shift, in one line."""
+        return (f"ShiftResult: LSS {self.score:.2f} [{self.low:.2f}, {self.high:.2f}] over "
+                f"{len(self.items)} items, mean shift {self.mean_shift:+.3f} nats")
+
+    def plot(self, ax: Any = None) -> Any:
+        """Each item's shift ``D1 - D0`` (nats), sorted; the shifted items in colour."""
+        shifts = np.sort(np.asarray(self.shifts, dtype=float))
+        fig, ax = axes(ax, (6, 3.5))
+        colors = ["tab:red" if s > self.tolerance else "tab:gray" for s in shifts]
+        ax.bar(np.arange(len(shifts)), shifts, color=colors, width=0.9)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel("item (sorted by shift)")
+        ax.set_ylabel("D1 - D0 (nats)")
+        ax.set_title(f"LSS {self.score:.2f} [{self.low:.2f}, {self.high:.2f}], "
+                     f"mean shift {self.mean_shift:+.2f} nats")
+        fig.tight_layout()
+        return fig
 
 
 @lru_cache(maxsize=1)
@@ -223,7 +261,8 @@ def steering_shift(
     hits = int((shifts > tolerance).sum())
     low, high = wilson_interval(hits, len(items))
     return ShiftResult(score=hits / len(items), low=low, high=high,
-                       mean_shift=float(shifts.mean()), d0=d0, d1=d1, items=items)
+                       mean_shift=float(shifts.mean()), d0=d0, d1=d1, items=items,
+                       tolerance=tolerance, fingerprint=ModelView(model).fingerprint())
 
 
 def _baseline(baseline: Any, n_items: int) -> np.ndarray:

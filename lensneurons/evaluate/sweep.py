@@ -1,6 +1,7 @@
 """Sweeps over intervention strength: forcing rate, LSS and held-out NLL per value.
 
-A sweep calls ``make_hooks(value)`` for each value (an amplification factor, an arithmetic
+A sweep calls ``make_hooks(value)`` (a factory: the value in, ready ``fwd_hooks`` out) for each
+value (an amplification factor, an arithmetic
 ``alpha`` or ``beta``, ...) and measures what is asked for: the forcing rate into ``target``
 (``prompts``), the language steering shift (``lss_items``) and the mean NLL of each group of a
 held-out corpus (``nll_corpus``), the last showing what the steering costs. The unintervened
@@ -37,7 +38,10 @@ import torch
 from tqdm.auto import tqdm
 
 from lensneurons.core.checks import hook_list, rate
-from lensneurons.core.persistence import check_writable, environment, load_result, save_result
+from lensneurons.core.figures import axes
+from lensneurons.core.model import ModelView
+from lensneurons.core.persistence import check_writable, environment
+from lensneurons.core.result import Result
 from lensneurons.corpora import langid
 from lensneurons.corpora.corpus import Corpus
 from lensneurons.errors import CorruptResultError, ParameterError, SweepInterrupted
@@ -50,87 +54,102 @@ MakeHooks = Callable[[float], Sequence[tuple[Any, Callable[..., Any]]]]
 
 
 @dataclass
-class SweepResult:
+class SweepResult(Result):
     """Measurements per intervention value.
 
     Attributes:
-        table: one row per finished value (index ``value``): ``forcing_rate``,
+        measurements: one row per finished value (index ``value``): ``forcing_rate``,
             ``forcing_low``, ``forcing_high`` (Wilson 95%), ``lss``, ``lss_low``, ``lss_high``,
-            ``mean_shift`` and ``nll:<group>``, each present when its input was given.
+            ``mean_shift`` and ``nll:<group>``, each present when its input was given
+            (``.table()``).
         baseline: the same measurements without the intervention.
         target: the forcing target, if any.
         generations: per value, the continuations of the prompts.
         environment: where the sweep ran (package versions, threads, CPU instruction set or GPU,
             the model's dtype and device); a loaded result holds the one its file records.
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
+
+    Saved as ``sweep.safetensors`` + ``sweep.json`` (:meth:`save`, :meth:`load`; atomic, see
+    :mod:`lensneurons.core.persistence`).
     """
 
-    table: pd.DataFrame
+    kind = "sweep"
+
+    measurements: pd.DataFrame
     baseline: dict[str, float]
     target: str | None = None
     generations: dict[float, list[str]] = field(default_factory=dict, repr=False)
     environment: dict[str, Any] = field(default_factory=dict, repr=False)
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def table(self) -> pd.DataFrame:
+        """One row per finished value: forcing rate and interval, LSS, NLL per group."""
+        return self.measurements
 
     def best(self) -> float:
         """The value with the highest LSS (ties: larger mean shift, then smaller value)."""
-        if "lss" not in self.table or self.table.empty:
+        if "lss" not in self.measurements or self.measurements.empty:
             raise ParameterError("best() chooses by LSS: run the sweep with lss_items=.")
-        order = self.table.reset_index().sort_values(
+        order = self.measurements.reset_index().sort_values(
             ["lss", "mean_shift", "value"], ascending=[False, False, True])
         return float(order["value"].iloc[0])
 
     def smallest_reaching(self, threshold: float = 0.5) -> float | None:
         """The smallest value whose forcing rate is at least ``threshold`` (``None``: none)."""
         threshold = rate(threshold, "threshold")
-        if "forcing_rate" not in self.table:
+        if "forcing_rate" not in self.measurements:
             raise ParameterError("smallest_reaching() needs forcing rates: pass prompts=.")
-        hit = self.table.index[self.table["forcing_rate"] >= threshold]
+        hit = self.measurements.index[self.measurements["forcing_rate"] >= threshold]
         return float(min(hit)) if len(hit) else None
 
     def plot(self, ax: Any = None, *, title: str | None = None) -> Any:
         """Rates (forcing with its interval, LSS) and, on a second axis, the NLL per group."""
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3.5))
-        x = self.table.index.to_numpy(dtype=float)
-        if "forcing_rate" in self.table:
-            ax.plot(x, self.table["forcing_rate"], "o-", label=f"forcing rate ({self.target})")
-            ax.fill_between(x, self.table["forcing_low"], self.table["forcing_high"], alpha=0.2)
-        if "lss" in self.table:
-            ax.plot(x, self.table["lss"], "s--", label="LSS")
+        fig, ax = axes(ax, (6, 3.5))
+        table = self.measurements
+        x = table.index.to_numpy(dtype=float)
+        if "forcing_rate" in table:
+            ax.plot(x, table["forcing_rate"], "o-", label=f"forcing rate ({self.target})")
+            ax.fill_between(x, table["forcing_low"], table["forcing_high"], alpha=0.2)
+        if "lss" in table:
+            ax.plot(x, table["lss"], "s--", label="LSS")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("intervention value")
         ax.set_ylabel("share")
-        nll = [c for c in self.table if c.startswith("nll:")]
+        nll = [c for c in table if c.startswith("nll:")]
         if nll:
             twin = ax.twinx()
             for column in nll:
-                twin.plot(x, self.table[column], ":", alpha=0.7, label=column)
+                twin.plot(x, table[column], ":", alpha=0.7, label=column)
             twin.set_ylabel("held-out NLL (nats)")
             twin.legend(loc="lower right", fontsize="small")
-        ax.legend(loc="upper left", fontsize="small")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize="small")
         ax.set_title(title or "sweep")
-        return ax
+        fig.tight_layout()
+        return fig
 
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Save as ``sweep.safetensors`` + ``sweep.json`` (atomic; see :mod:`lensneurons.core.persistence`)."""
-        table = torch.tensor(self.table.to_numpy(dtype=np.float64), dtype=torch.float64)
-        return save_result(path, "sweep", {"table": table}, {
-            "values": [float(v) for v in self.table.index], "columns": list(self.table.columns),
+    def _model(self) -> Any:
+        return self.environment or None
+
+    def _record(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        table = self.measurements
+        tensor = torch.tensor(table.to_numpy(dtype=np.float64), dtype=torch.float64)
+        return {"table": tensor}, {
+            "values": [float(v) for v in table.index], "columns": list(table.columns),
             "baseline": self.baseline, "target": self.target,
             "generations": [[float(v), texts] for v, texts in self.generations.items()],
-        }, overwrite=overwrite, model=self.environment or None)
+            "fingerprint": self.fingerprint,
+        }
 
     @classmethod
-    def load(cls, path: str | Path) -> SweepResult:
-        """Read what :meth:`save` wrote.
+    def _from_record(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> SweepResult:
+        """The sweep back from its files.
 
         Raises:
-            ResultNotFoundError: no sweep at ``path``.
             CorruptResultError: the files are damaged or were edited (e.g. a values list that no
                 longer matches the table).
         """
-        tensors, meta = load_result(path, "sweep")
         table, values, columns = tensors.get("table"), meta.get("values"), meta.get("columns")
         generations, baseline = meta.get("generations", []), meta.get("baseline")
         rows = (len(values), len(columns)) if isinstance(values, list) and isinstance(
@@ -142,16 +161,16 @@ class SweepResult:
                 or not all(isinstance(g, list) and len(g) == 2 for g in generations)):
             shape = None if table is None else tuple(table.shape)
             raise CorruptResultError(
-                f"The sweep in {path} is damaged: its table has shape {shape} but its JSON "
-                f"lists {rows[0] if rows else '?'} values and {rows[1] if rows else '?'} "
-                "columns (or its baseline or generations are malformed). Run the sweep again "
-                "(out= saves it after every value)."
+                f"The sweep is damaged: its table has shape {shape} but its JSON lists "
+                f"{rows[0] if rows else '?'} values and {rows[1] if rows else '?'} columns (or "
+                "its baseline or generations are malformed). Run the sweep again (out= saves "
+                "it after every value)."
             )
         frame = pd.DataFrame(table.numpy(), columns=columns,
-                             index=pd.Index(values, name="value"))
+                             index=pd.Index(values, name="value", dtype=float))
         return cls(frame, baseline, meta.get("target"),
                    {float(v): texts for v, texts in generations},
-                   dict(meta.get("environment") or {}))
+                   dict(meta.get("environment") or {}), dict(meta.get("fingerprint") or {}))
 
 
 def _check_values(values: Any) -> list[float]:
@@ -186,7 +205,7 @@ def _measure(model: Any, hooks: Sequence[Any], prompts: Sequence[str] | None,
         row |= {"lss": shift.score, "lss_low": shift.low, "lss_high": shift.high,
                 "mean_shift": shift.mean_shift}
     if corpus is not None:
-        nll = perplexity(model, corpus, fwd_hooks=list(hooks), progress=False)
+        nll = perplexity(model, corpus, fwd_hooks=list(hooks), progress=False).table()
         row |= {f"nll:{group}": float(nll.loc[group, "mean_nll"]) for group in nll.index}
     return row, texts
 
@@ -227,8 +246,8 @@ def sweep(
         **generate_kwargs: passed to ``model.generate``.
 
     Returns:
-        A :class:`SweepResult`: ``.table``, ``.baseline``, ``.best()``,
-        ``.smallest_reaching(threshold)``, ``.plot()``.
+        A :class:`SweepResult`: ``.table()``, ``.baseline``, ``.best()``,
+        ``.smallest_reaching(threshold)``, ``.plot()``, ``.save(path)``.
 
     Raises:
         ParameterError: no values, a non-finite value, nothing to measure, prompts without a
@@ -259,7 +278,8 @@ def sweep(
     d0 = answer_differences(model, items) if items is not None else None
     baseline, _ = _measure(model, [], prompts, target, items, d0, nll_corpus, options)
     result = SweepResult(pd.DataFrame(index=pd.Index([], name="value", dtype=float)), baseline,
-                         target, environment=environment(model))
+                         target, environment=environment(model),
+                         fingerprint=ModelView(model).fingerprint())
     if prompts is not None:  # how the forcing rate's generations decode (per model, see generate)
         result.environment["decoding"] = decoding_mode(
             model, generate_kwargs.get("use_past_kv_cache"))
@@ -271,7 +291,8 @@ def sweep(
             hooks = hook_list(make_hooks(current), model, "make_hooks(value)")
             rows[current], result.generations[current] = _measure(
                 model, hooks, prompts, target, items, d0, nll_corpus, options)
-            result.table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("value")
+            result.measurements = pd.DataFrame.from_dict(rows, orient="index").rename_axis(
+                "value")
             if out is not None:
                 result.save(out, overwrite=True)
     except KeyboardInterrupt:

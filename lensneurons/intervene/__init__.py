@@ -3,8 +3,9 @@
 Examples:
     >>> import torch, lensneurons as ln
     >>> mask = torch.zeros(4, 512, dtype=torch.bool); mask[3, :8] = True
-    >>> [name for name, _ in ln.deactivate(ln.NeuronSet.from_mask(mask))]
-    ['blocks.3.mlp.hook_post']
+    >>> hooks = ln.deactivate(ln.NeuronSet.from_mask(mask))
+    >>> hooks[-1][0]  # (hook_name, hook_fn) pairs; the first checks the model's shape
+    'blocks.3.mlp.hook_post'
 """
 
 from lensneurons.intervene.amplification import amplification_values, amplify_to

@@ -25,10 +25,10 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float
 
-from lensneurons.collect.stats import ActivationStats
 from lensneurons.errors import ParameterError
 from lensneurons.intervene.hooks import HookList, Positions, set_activation
 from lensneurons.neurons import NeuronSets
+from lensneurons.stats.activation_stats import ActivationStats
 
 Kind = Literal["p_max", "p_median", "mean"]
 

@@ -45,7 +45,6 @@ from typing import Any, Literal
 import torch
 from jaxtyping import Float, Int
 
-from lensneurons.collect.stats import ActivationStats
 from lensneurons.core.model import ModelView, block_hook
 from lensneurons.core.sites import check_site_name, flatten_heads, unflatten_heads
 from lensneurons.errors import (
@@ -57,8 +56,8 @@ from lensneurons.errors import (
     TooFewGroupsError,
 )
 from lensneurons.neurons import NeuronSet, NeuronSets
-from lensneurons.neurons import random_like as _random_like
 from lensneurons.neurons.neuron_set import check_provenance, common_fingerprint
+from lensneurons.stats.activation_stats import ActivationStats
 
 HookName = str | Callable[[str], bool]  # a hook point's name, or a TL name filter
 HookList = list[tuple[HookName, Callable[..., Any]]]
@@ -447,11 +446,3 @@ def steer(
         hooks += add_activation(neurons[target], alpha * (mu - others), **options)
     return hooks
 
-
-def __getattr__(name: str) -> Any:
-    if name == "random_like":
-        warnings.warn("lensneurons.intervene.hooks.random_like moved to lensneurons.neurons "
-                      "(ln.neurons.random_like); the old name goes in the next release.",
-                      DeprecationWarning, stacklevel=2)
-        return _random_like
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,10 +15,7 @@ Examples:
 
 """
 
-import warnings as _warnings
-from typing import Any as _Any
 
-from lensneurons import errors as _errors
 from lensneurons.lens import prompts
 from lensneurons.lens.latent import LatentLanguageResult, latent_language
 from lensneurons.lens.logit import logit_lens, readout_fn
@@ -46,11 +43,3 @@ __all__ = [
     "stage_split",
 ]
 
-
-def __getattr__(name: str) -> _Any:
-    """The lens's error classes moved to ``ln.errors``: keep them one release, with a warning."""
-    if name.endswith("Error") and hasattr(_errors, name):
-        _warnings.warn(f"ln.lens.{name} moved to ln.errors.{name}; the old name goes in the "
-                       "next release.", DeprecationWarning, stacklevel=2)
-        return getattr(_errors, name)
-    raise AttributeError(f"module 'lensneurons.lens' has no attribute {name!r}")

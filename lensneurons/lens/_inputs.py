@@ -1,13 +1,13 @@
-"""The lens's inputs, checked and resolved: layers, prompts or tokens, positions, token sets.
+"""The lens's inputs, checked and resolved: depths, prompts or tokens, positions, token sets.
 
 Every bad input fails here, before a forward pass, with a typed error that says what to pass:
-a layer outside ``0..L`` or a position outside a prompt (:class:`PositionOutOfRangeError`), a token
+a depth outside ``0..L`` or a position outside a prompt (:class:`PositionOutOfRangeError`), a token
 id outside the vocabulary (:class:`VocabularyError`), a prompt that is not a string
 (:class:`InvalidTextError`), a prompt longer than the model's context
 (:class:`ContextLengthError`), wrong types or empty lists (:class:`ParameterError`).
 
 Examples:
-    >>> resolve_layers([-1, 0], n_layers=4)
+    >>> resolve_depths([-1, 0], n_layers=4)
     [4, 0]
     >>> resolve_positions([-1], [3, 5]).tolist()
     [[2], [4]]
@@ -33,32 +33,37 @@ from lensneurons.errors import (
 )
 
 
-def resolve_layers(layers: Any, n_layers: int) -> list[int]:
-    """Lens layers as indices in ``0..L``; negative values count from ``L`` (``-1`` = ``L``).
+def resolve_depths(depths: Any, n_layers: int) -> list[int]:
+    """Lens depths as indices in ``0..L``; negative values count from ``L`` (``-1`` = ``L``).
+
+    Depth ``0`` reads the embeddings, depth ``d`` the output of block ``d - 1``; it is not a
+    block index.
 
     Raises:
-        ParameterError: ``layers`` is not an int or a list of ints, or is empty.
-        PositionOutOfRangeError: a layer outside ``-(L + 1)..L``.
+        ParameterError: ``depths`` is not an int or a list of ints, or is empty.
+        PositionOutOfRangeError: a depth outside ``-(L + 1)..L``.
     """
-    if layers is None:
+    if depths is None:
         return list(range(1, n_layers + 1))
-    if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
-        layers = [layers]
-    if isinstance(layers, (str, bytes)) or not isinstance(layers, (Sequence, range, torch.Tensor)):
+    if isinstance(depths, numbers.Integral) and not isinstance(depths, bool):
+        depths = [depths]
+    if isinstance(depths, (str, bytes)) or not isinstance(depths, (Sequence, range, torch.Tensor)):
         raise ParameterError(
-            f"layers must be an int or a list of ints in 0..{n_layers} (negative counts from "
-            f"the end), got {layers!r}."
+            f"depths must be an int or a list of ints in 0..{n_layers} (negative counts from "
+            f"the end), got {depths!r}."
         )
-    if len(layers) == 0:
-        raise ParameterError("layers is empty: pass None for every block output, or some layers.")
+    if len(depths) == 0:
+        raise ParameterError(
+            "depths is empty: pass None for every block output, or some depths.")
     keep = []
-    for layer in layers:
-        value = _checks.integer(layer, "each layer")
+    for depth in depths:
+        value = _checks.integer(depth, "each depth")
         index = value + n_layers + 1 if value < 0 else value
         if not 0 <= index <= n_layers:
             raise PositionOutOfRangeError(
-                f"Layer {value} does not exist: lens layers are 0 (embeddings) .. {n_layers} "
-                "(last block output), negative values count from the end."
+                f"Depth {value} does not exist: lens depths are 0 (embeddings) .. {n_layers} "
+                f"(output of the last block, {n_layers - 1}), negative values count from the "
+                "end."
             )
         keep.append(index)
     return keep

@@ -113,8 +113,9 @@ def _candidates(logits: torch.Tensor, tokens: torch.Tensor, rows: torch.Tensor, 
 
 def subset_step(model: Any, lens: Any, tokens: torch.Tensor, resid: list[torch.Tensor],
                  final: torch.Tensor, rows: torch.Tensor, k: int, extra: torch.Tensor,
-                 tail_samples: int, gen: torch.Generator, *, check: bool) -> tuple[float, int]:
-    """Backward of the restricted KL at every layer; returns (summed loss, |V'|).
+                 tail_samples: int, gen: torch.Generator, *, check: bool,
+                 ) -> tuple[list[float], int]:
+    """Backward of the restricted KL at every depth; returns (the loss of each depth, |V'|).
 
     ``final``: the model's logits ``[P, V]`` at ``rows`` of the flattened ``tokens``.
     """
@@ -137,9 +138,9 @@ def subset_step(model: Any, lens: Any, tokens: torch.Tensor, resid: list[torch.T
     read = subset_readout(model, ids if tail is None else torch.cat([ids, tail]))
     if check:
         _check_subset(read, resid[-1][rows.to(resid[-1].device)], final[:, ids], len(ids))
-    total = 0.0
-    for layer in range(lens.n_layers):
-        z = read(lens(resid[layer][rows.to(resid[layer].device)], layer)).float()
+    losses = []
+    for depth in range(lens.n_layers):
+        z = read(lens(resid[depth][rows.to(resid[depth].device)], depth)).float()
         z = z.to(in_target.device)
         if tail is None or tail_target is None:
             logq = z.log_softmax(-1)
@@ -152,8 +153,8 @@ def subset_step(model: Any, lens: Any, tokens: torch.Tensor, resid: list[torch.T
             kl_out = tail_target.exp() * (tail_target - (log_tail - log_z).squeeze(-1))
             kl = (kl_in + kl_out).mean()
         kl.backward()
-        total += kl.item()
-    return total, len(ids)
+        losses.append(kl.item())
+    return losses, len(ids)
 
 
 def _check_subset(read: Callable[[torch.Tensor], torch.Tensor], final_resid: torch.Tensor,

@@ -1,6 +1,7 @@
 """Latent-language curves (Wendler et al. 2024): which language does the model think in.
 
-For each prompt the logit lens reads the last position at every block output; P(lang) is the
+For each prompt the logit lens reads the last position at every depth (by default the output of
+every block: depth ``d`` is the output of block ``d - 1``, depth 0 the embeddings); P(lang) is the
 summed probability of Start(w_lang), the tokens that begin the answer in that language. Items are
 dropped, and counted, when a word is missing, when the English word is a substring of the target
 word, when a Start(w) set is empty, or when the sets of two measured languages intersect (so a
@@ -16,8 +17,8 @@ Examples:
     >>> from lensneurons.lens import latent_language, prompts
     >>> model = ln.organism.load()
     >>> r = latent_language(model, prompts.translation(src="fr", tgt="de", limit=30))
-    >>> r.to_dataframe().columns.tolist()  # doctest: +SKIP
-    ['layer', 'quantity', 'mean', 'lo', 'hi', 'n']
+    >>> r.table().columns.tolist()
+    ['depth', 'quantity', 'mean', 'lo', 'hi', 'n']
 
 """
 
@@ -28,11 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import torch
 from jaxtyping import Float
 
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
+from lensneurons.core.result import Result
 from lensneurons.errors import (
     EmptyTokenSetError,
     NoItemsLeftError,
@@ -47,34 +50,39 @@ _Z95 = 1.959964
 
 
 @dataclass
-class LatentLanguageResult:
-    """Per-layer language probabilities and entropy over the kept items.
+class LatentLanguageResult(Result):
+    """Per-depth language probabilities and entropy over the kept items.
 
     Attributes:
-        layers: lens layers (1..L block outputs by default).
+        depths: lens depths (``1..L``, every block's output, by default; depth ``d`` is the
+            output of block ``d - 1``, depth 0 the embeddings).
         languages: measured languages, in order.
-        probs: P(lang) per item, ``[layer, item, lang]``.
-        entropy: next-token entropy in bits, ``[layer, item]``.
+        probs: P(lang) per item, ``[depth, item, lang]``.
+        entropy: next-token entropy in bits, ``[depth, item]``.
         items: the kept items, aligned with the item axis.
         dropped: reason -> number of items dropped for it.
         single_token_fraction: language -> share of words that are one token.
         ci: ``"normal"`` or ``"bootstrap"``.
         label: a name for legends (e.g. ``"baseline"``).
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
 
+    ``.table()`` is the long table of means and intervals; ``.plot()`` the Wendler curves.
     """
 
-    layers: list[int]
+    depths: list[int]
     languages: tuple[str, ...]
-    probs: Float[torch.Tensor, "layer item lang"]
-    entropy: Float[torch.Tensor, "layer item"]
+    probs: Float[torch.Tensor, "depth item lang"]
+    entropy: Float[torch.Tensor, "depth item"]
     items: list[LensItem]
     dropped: dict[str, int] = field(default_factory=dict)
     single_token_fraction: dict[str, float] = field(default_factory=dict)
     ci: str = "normal"
     label: str = ""
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
-        return (f"LatentLanguageResult(languages={self.languages}, layers={len(self.layers)}, "
+        return (f"LatentLanguageResult(languages={self.languages}, depths={len(self.depths)}, "
                 f"n_items={self.n_items}, dropped={self.dropped})")
 
     @property
@@ -82,7 +90,7 @@ class LatentLanguageResult:
         """Number of items kept."""
         return len(self.items)
 
-    def values(self, quantity: str) -> Float[torch.Tensor, "layer item"]:
+    def values(self, quantity: str) -> Float[torch.Tensor, "depth item"]:
         """Per-item values of a language's probability or of ``"entropy"`` (bits)."""
         if quantity == "entropy":
             return self.entropy
@@ -92,14 +100,14 @@ class LatentLanguageResult:
             )
         return self.probs[..., self.languages.index(quantity)]
 
-    def mean(self, quantity: str) -> Float[torch.Tensor, " layer"]:
-        """Mean over items per layer of P(``quantity``) or of ``"entropy"``."""
+    def mean(self, quantity: str) -> Float[torch.Tensor, " depth"]:
+        """Mean over items per depth of P(``quantity``) or of ``"entropy"``."""
         return self.values(quantity).mean(1)
 
     def interval(
         self, quantity: str, *, n_boot: int = 1000, seed: int = 0
-    ) -> tuple[Float[torch.Tensor, " layer"], Float[torch.Tensor, " layer"]]:
-        """95% interval of the per-layer mean, ``(lo, hi)``, each ``[layer]``.
+    ) -> tuple[Float[torch.Tensor, " depth"], Float[torch.Tensor, " depth"]]:
+        """95% interval of the per-depth mean, ``(lo, hi)``, each ``[depth]``.
 
         Raises:
             UnknownLanguageError: ``quantity`` was not measured.
@@ -112,30 +120,28 @@ class LatentLanguageResult:
         if self.ci == "bootstrap" and n > 1:
             gen = torch.Generator().manual_seed(seed)
             idx = torch.randint(0, n, (n_boot, n), generator=gen)
-            boots = x[:, idx].mean(-1)  # [layer, n_boot]
+            boots = x[:, idx].mean(-1)  # [depth, n_boot]
             lo, hi = boots.quantile(0.025, dim=1), boots.quantile(0.975, dim=1)
             return lo.float(), hi.float()
         m = x.mean(1)
         half = _Z95 * x.std(1, unbiased=True) / n**0.5 if n > 1 else torch.zeros_like(m)
         return (m - half).float(), (m + half).float()
 
-    def to_dataframe(self) -> Any:
-        """Long table: layer, quantity (a language or ``"entropy"``), mean, lo, hi, n."""
-        import pandas as pd
-
+    def table(self) -> pd.DataFrame:
+        """Long table: depth, quantity (a language or ``"entropy"``), mean, lo, hi, n."""
         rows = []
         for quantity in (*self.languages, "entropy"):
             m, (lo, hi) = self.mean(quantity), self.interval(quantity)
-            for i, layer in enumerate(self.layers):
-                rows.append({"layer": layer, "quantity": quantity, "mean": float(m[i]),
+            for i, depth in enumerate(self.depths):
+                rows.append({"depth": depth, "quantity": quantity, "mean": float(m[i]),
                              "lo": float(lo[i]), "hi": float(hi[i]), "n": self.n_items})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["depth", "quantity", "mean", "lo", "hi", "n"])
 
     def plot(self, ax: Any = None, *, entropy: bool = True, **style: Any) -> Any:
-        """P(lang) per layer with 95% bands, and entropy (bits) on a second axis.
+        """P(lang) per depth with 95% bands, and entropy (bits) on a second axis.
 
         Returns:
-            The matplotlib figure.
+            The matplotlib figure (``ax.figure`` when ``ax`` is given).
 
         """
         from lensneurons.lens.plots import plot_latent
@@ -149,7 +155,7 @@ def latent_language(
     *,
     languages: Sequence[str] | None = None,
     lens: Lens | None = None,
-    layers: Sequence[int] | None = None,
+    depths: Sequence[int] | int | None = None,
     ci: str = "normal",
     batch_size: int = 32,
     label: str = "",
@@ -163,7 +169,9 @@ def latent_language(
         languages: languages to measure (a list, or one code as a string); default
             ``("en", target)`` of the items.
         lens: an optional translator (a :class:`~lensneurons.lens.tuned.TunedLens`).
-        layers: lens layers, default ``1..L``.
+        depths: where the lens reads, default ``1..L`` (every block's output; depth ``d`` is
+            the output of block ``d - 1``, depth 0 the embeddings), as in
+            :func:`~lensneurons.lens.logit_lens`.
         ci: ``"normal"`` (mean ± 1.96 s/√n) or ``"bootstrap"`` (percentile, 1000 resamples).
         batch_size: prompts per forward pass.
         label: a name for legends.
@@ -177,7 +185,7 @@ def latent_language(
             or not strings, or an unknown ``ci``.
 
     >>> r = latent_language(model, prompts.translation(src="fr", tgt="de"))  # doctest: +SKIP
-    >>> r.mean("en").shape  # [layer]  # doctest: +SKIP
+    >>> r.mean("en").shape  # [depth]  # doctest: +SKIP
 
     """
     if ci not in ("normal", "bootstrap"):
@@ -197,12 +205,13 @@ def latent_language(
             "languages, or check the tokenizer."
         )
     token_sets = {lang: [s[lang] for s in sets] for lang in langs}
-    result = logit_lens(model, [it.prompt for it in kept], positions=-1, layers=layers,
+    result = logit_lens(model, [it.prompt for it in kept], positions=-1, depths=depths,
                         token_sets=token_sets, top_k=1, lens=lens, batch_size=batch_size)
     assert result.set_probs is not None
-    return LatentLanguageResult(layers=result.layers, languages=langs, probs=result.set_probs,
+    return LatentLanguageResult(depths=result.depths, languages=langs, probs=result.set_probs,
                                 entropy=result.entropy, items=kept, dropped=dict(dropped),
-                                single_token_fraction=single, ci=ci, label=label)
+                                single_token_fraction=single, ci=ci, label=label,
+                                fingerprint=result.fingerprint)
 
 
 def _check_items(items: Any) -> list[LensItem]:

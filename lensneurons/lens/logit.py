@@ -1,15 +1,18 @@
 """The logit lens: read every block's output through the model's own final norm and unembedding.
 
-For block output ``h_l`` (``l = 1..L``; ``l = 0`` is the embedding, on request) the lens gives
-``P_l = softmax(transform(unembed(final_norm(h_l))))`` where ``final_norm`` is the model's
-``ln_final`` module applied with statistics *recomputed per vector* (the cached-scale shortcut is
-wrong) and ``transform`` is the adapter's output transform on TL >= 4 (Gemma soft-caps, logit
-scales) or ``cfg.output_logits_soft_cap`` on TL 2.x. The last layer equals the model's output
-distribution; every call checks this and raises :class:`ReadoutError` otherwise.
+The lens reads the residual stream at a **depth** ``d``: depth 0 is the embeddings (on request),
+depth ``d = 1..L`` the output of block ``d - 1``. A depth is *not* a block index (interventions'
+``layers=`` count blocks): ``depths=[1]`` reads the output of block 0. For the residual ``h_d``
+at depth ``d`` the lens gives ``P_d = softmax(transform(unembed(final_norm(h_d))))`` where
+``final_norm`` is the model's ``ln_final`` module applied with statistics *recomputed per
+vector* (the cached-scale shortcut is wrong) and ``transform`` is the adapter's output transform
+on TL >= 4 (Gemma soft-caps, logit scales) or ``cfg.output_logits_soft_cap`` on TL 2.x. The last
+depth (``L``) equals the model's output distribution; every call checks this and raises
+:class:`ReadoutError` otherwise.
 
 Memory stays bounded: residuals are kept at the asked positions only, logits are made for a chunk
 of rows at a time (rows x vocabulary below ``2**24`` numbers), and only entropy, the top-k tokens
-and the summed probability of the requested token sets survive. ``[layers, batch, pos, vocab]``
+and the summed probability of the requested token sets survive. ``[depth, batch, pos, vocab]``
 never exists. The lens runs a plain forward pass with capture hooks added *inside* whatever hooks
 are active, so ``with model.hooks(fwd_hooks=ln.deactivate(...)):`` applies to it.
 
@@ -17,7 +20,9 @@ Examples:
     >>> import lensneurons as ln
     >>> model = ln.organism.load()
     >>> result = ln.logit_lens(model, ["Le chat dort sur le"], top_k=3)
-    >>> result.entropy.shape == (model.cfg.n_layers, 1)  # [layer, batch]
+    >>> result.entropy.shape == (model.cfg.n_layers, 1)  # [depth, batch]
+    True
+    >>> result.depths == list(range(1, model.cfg.n_layers + 1))  # the output of every block
     True
 
 """
@@ -39,7 +44,7 @@ from lensneurons.core.model import ModelView, resid_hook
 from lensneurons.errors import ParameterError, ReadoutError
 from lensneurons.lens._inputs import (
     pad_id,
-    resolve_layers,
+    resolve_depths,
     resolve_positions,
     resolve_sets,
     tokenize,
@@ -111,13 +116,13 @@ def logit_lens(
     *,
     positions: int | Sequence[int] | Int[torch.Tensor, ""] | Int[torch.Tensor, " _n"]
     | Int[torch.Tensor, "batch n_pos"] = -1,
-    layers: Sequence[int] | None = None,
+    depths: Sequence[int] | int | None = None,
     token_sets: Mapping[str, TokenSetSpec] | None = None,
     top_k: int = 10,
     lens: Lens | None = None,
     batch_size: int = 32,
 ) -> LensResult:
-    """Decode block outputs at the asked positions with the model's own readout.
+    """Decode the residual stream at the asked depths and positions with the model's own readout.
 
     Args:
         model: a TL 2.x ``HookedTransformer`` or TL >= 3 ``TransformerBridge`` (eval mode).
@@ -125,35 +130,36 @@ def logit_lens(
             prompt's own end, so batched equals one by one) or tokens ``[batch, pos]``/``[pos]``.
         positions: an int, a list of ints (same for every row) or a tensor ``[batch]`` /
             ``[batch, n_pos]`` of per-row positions. Default: the last real token.
-        layers: layer indices in ``0..L`` (0 = embeddings, ``l`` = output of block ``l - 1``;
-            negative counts from ``L``). Default ``1..L``.
+        depths: where to read, in ``0..L``: 0 = the embeddings, ``d`` = the output of block
+            ``d - 1`` (so not block indices); negative counts from ``L`` (``-1`` = the last
+            block's output). Default ``1..L``, every block's output.
         token_sets: name -> token ids shared by every row, or a list of per-row id collections
             (e.g. Start(w) of each prompt's answer); a :class:`~lensneurons.lens.tokens.TokenSet`
-            also works. Their summed probability is kept per layer.
-        top_k: how many top tokens to keep per layer and position (1 .. vocabulary size).
-        lens: optional translator ``f(resid [n, d_model], layer) -> resid`` applied before the
+            also works. Their summed probability is kept per depth.
+        top_k: how many top tokens to keep per depth and position (1 .. vocabulary size).
+        lens: optional translator ``f(resid [n, d_model], depth) -> resid`` applied before the
             readout (a :class:`~lensneurons.lens.tuned.TunedLens`, checked to fit the model).
         batch_size: prompts per forward pass.
 
     Returns:
-        A :class:`LensResult` on the CPU; ``[layer, batch]`` shapes for an int ``positions``,
-        ``[layer, batch, pos]`` otherwise.
+        A :class:`LensResult` on the CPU; ``[depth, batch]`` shapes for an int ``positions``,
+        ``[depth, batch, pos]`` otherwise.
 
     Raises:
-        PositionOutOfRangeError: a position or layer outside the prompt or the model, or no
+        PositionOutOfRangeError: a position or depth outside the prompt or the model, or no
             position at all.
         EmptyTokenSetError: a requested token set has no ids.
         VocabularyError: a token id (of ``inputs`` or a token set) outside the vocabulary.
         InvalidTextError: a prompt is not a string.
         ContextLengthError: a prompt is longer than the model's context.
-        ParameterError: ``top_k`` or ``batch_size`` is not an integer in range, ``layers`` is
+        ParameterError: ``top_k`` or ``batch_size`` is not an integer in range, ``depths`` is
             empty or not ints, or ``lens`` is not callable.
         ShapeMismatchError: a tuned ``lens`` was trained for another number of layers or
             another width.
         ReadoutError: the model's readout is not final norm -> unembed.
 
     >>> r = logit_lens(model, "Hello", token_sets={"en": [42]})  # doctest: +SKIP
-    >>> r.set_probs.shape  # [layer, batch, n_sets]  # doctest: +SKIP
+    >>> r.set_probs.shape  # [depth, batch, n_sets]  # doctest: +SKIP
 
     """
     view = ModelView(model)
@@ -165,7 +171,7 @@ def logit_lens(
         )
     batch_size = _checks.positive_int(batch_size, "batch_size")
     _check_lens(lens, model)
-    keep = resolve_layers(layers, n_layers)
+    keep = resolve_depths(depths, n_layers)
     rows, lengths = tokenize(model, inputs, view.d_vocab, view.n_ctx)
     n_rows = len(rows)
     pos = resolve_positions(positions, lengths)  # [B, P]
@@ -181,10 +187,10 @@ def logit_lens(
                                    read, pad_id=pad_id(model))
         if not final_ok:
             raise ReadoutError(
-                "The lens's last layer does not reproduce the model's logits: the model (or an "
-                "active hook on ln_final/unembed) transforms the residual stream before its "
-                "logits in a way the lens does not. Remove such hooks, or use a model whose "
-                "logits are unembed(ln_final(last block output))."
+                "The lens's last depth (the last layer's output) does not reproduce the model's "
+                "logits: the model (or an active hook on ln_final/unembed) transforms the "
+                "residual stream before its logits in a way the lens does not. Remove such "
+                "hooks, or use a model whose logits are unembed(ln_final(last block output))."
             )
         sub_sets = [(name, ids[start:stop]) for name, ids in sets]
         out = _read(resid, keep, read, lens, top_k, sub_sets, view.d_vocab)
@@ -198,7 +204,7 @@ def logit_lens(
         return t.squeeze(2) if squeeze else t
 
     return LensResult(
-        layers=keep,
+        depths=keep,
         positions=pos,
         entropy=cat(entropy),
         top_ids=cat(top_ids),
@@ -206,6 +212,7 @@ def logit_lens(
         set_probs=cat(set_probs) if sets else None,
         set_names=[name for name, _ in sets],
         tokenizer=getattr(model, "tokenizer", None),
+        fingerprint=view.fingerprint(),
     )
 
 
@@ -216,7 +223,7 @@ def _check_lens(lens: Any, model: Any) -> None:
         return
     if not callable(lens):
         raise ParameterError(
-            f"lens must be a translator f(resid, layer) such as a TunedLens, got "
+            f"lens must be a translator f(resid, depth) such as a TunedLens, got "
             f"{type(lens).__name__}."
         )
     check = getattr(lens, "check_model", None)
@@ -226,7 +233,7 @@ def _check_lens(lens: Any, model: Any) -> None:
 
 def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list[int],
              n_layers: int, read: Callable, *, pad_id: int) -> tuple[dict, bool]:
-    """One forward pass; residuals at ``pos`` for every kept layer and the final check."""
+    """One forward pass; residuals at ``pos`` for every kept depth and the final check."""
     width = max(len(r) for r in rows)
     tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for i, r in enumerate(rows):
@@ -237,13 +244,13 @@ def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list
     store: dict[int, torch.Tensor] = {}
     wanted = set(keep) | {n_layers}
 
-    def capture(layer: int) -> Callable:
+    def capture(depth: int) -> Callable:
         def hook(x: torch.Tensor, hook: Any) -> None:
-            store[layer] = x[batch_index.to(x.device), pos.to(x.device)].detach()
+            store[depth] = x[batch_index.to(x.device), pos.to(x.device)].detach()
 
         return hook
 
-    hooks = [(resid_hook(layer), capture(layer)) for layer in sorted(wanted)]
+    hooks = [(resid_hook(depth), capture(depth)) for depth in sorted(wanted)]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         logits = model(tokens)
     with torch.no_grad():
@@ -259,26 +266,26 @@ def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list
 
 def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k: int,
           sets: list[tuple[str, list]], d_vocab: int) -> tuple[torch.Tensor, ...]:
-    """Entropy [l, b, p], top ids/probs [l, b, p, k], set probs [l, b, p, s] for one batch.
+    """Entropy [d, b, p], top ids/probs [d, b, p, k], set probs [d, b, p, s] for one batch.
 
-    The rows of every kept layer are read together, in chunks of at most ``_CHUNK_ELEMENTS``
-    logits: few large readouts instead of one small one per layer.
+    The rows of every kept depth are read together, in chunks of at most ``_CHUNK_ELEMENTS``
+    logits: few large readouts instead of one small one per depth.
     """
     n_batch, n_pos, _ = store[keep[0]].shape
     parts = []
-    for layer in keep:
-        h = rearrange(store[layer], "batch pos d_model -> (batch pos) d_model")
+    for depth in keep:
+        h = rearrange(store[depth], "batch pos d_model -> (batch pos) d_model")
         if lens is not None:
             with torch.no_grad():
-                h = lens(h, layer)
+                h = lens(h, depth)
         parts.append(h)
-    rows = torch.cat(parts)  # [layer * batch * pos, d_model]
+    rows = torch.cat(parts)  # [depth * batch * pos, d_model]
     n_rows = rows.shape[0]
     entropy = torch.zeros(n_rows)
     top_ids = torch.zeros(n_rows, top_k, dtype=torch.long)
     top_probs = torch.zeros(n_rows, top_k)
     set_probs = torch.zeros(n_rows, len(sets))
-    row_batch = repeat(torch.arange(n_batch), "batch -> (layer batch pos)", layer=len(keep),
+    row_batch = repeat(torch.arange(n_batch), "batch -> (depth batch pos)", depth=len(keep),
                        pos=n_pos)
     step = max(1, _CHUNK_ELEMENTS // max(1, d_vocab))
     for s in range(0, n_rows, step):
@@ -295,6 +302,6 @@ def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k
             sums = torch.stack([probs[j, per_row[int(b)].to(probs.device)].sum()
                                 for j, b in enumerate(row_batch[flat])])
             set_probs[flat, si] = sums.cpu()
-    rows_to = "(layer batch pos) ... -> layer batch pos ..."
-    return tuple(rearrange(t, rows_to, layer=len(keep), batch=n_batch)
+    rows_to = "(depth batch pos) ... -> depth batch pos ..."
+    return tuple(rearrange(t, rows_to, depth=len(keep), batch=n_batch)
                  for t in (entropy, top_ids, top_probs, set_probs))

@@ -2,11 +2,12 @@
 
 Zhao et al. (2024) propose that a multilingual model *understands* in its first layers, *solves
 the task* in an English-centred middle, and *generates* in the query language in its last layers.
-:func:`mwork` measures the Wendler curves once plainly and once under each intervention (any list
-of TL hooks, e.g. ``ln.deactivate(neurons["fr"], layers=range(6, 8))``), keeps the layer histogram
-of the neuron set, and splits the layers into the three stages, either from the baseline curves
-(:func:`stage_split`) or from MWork's fixed ``N1``/``N2`` (first ``N1`` blocks understand, last
-``N2`` generate).
+:func:`mwork` measures the Wendler curves once plainly and once under each intervention
+(``fwd_hooks``: any list of TL hooks, e.g. ``ln.deactivate(neurons["fr"], layers=range(6, 8))``,
+or a dict of named lists), keeps the per-block histogram of the neuron set, and splits the lens
+depths into the three stages, either from the baseline curves (:func:`stage_split`) or from
+MWork's fixed ``N1``/``N2`` (first ``N1`` blocks understand, last ``N2`` generate). Stages hold
+depths: depth ``d`` is the output of block ``d - 1``.
 
 The split from curves is descriptive, not a test: on a model without a pivot the task-solving
 stage can be empty, and that is the answer.
@@ -14,7 +15,7 @@ stage can be empty, and that is the answer.
 Examples:
     >>> view = mwork(model, items, {"fr off": ln.deactivate(neurons["fr"])},  # doctest: +SKIP
     ...              neurons=neurons["fr"])
-    >>> view.stages  # doctest: +SKIP
+    >>> view.stages  # depths  # doctest: +SKIP
     {'understanding': [1, 2], 'task_solving': [3, 4, 5], 'generation': [6, 7, 8]}
     >>> view.plot()  # doctest: +SKIP
 
@@ -26,12 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import torch
 from einops import reduce
 from jaxtyping import Float, Int
 
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
+from lensneurons.core.result import Result
 from lensneurons.errors import ParameterError, ShapeMismatchError
 from lensneurons.lens.latent import LatentLanguageResult, latent_language
 from lensneurons.lens.prompts import LensItem
@@ -40,43 +43,55 @@ Hooks = Sequence[tuple[str | Callable[[str], bool], Any]]  # hook name or TL nam
 
 
 @dataclass
-class MWorkResult:
+class MWorkResult(Result):
     """Baseline and intervened latent-language curves, neuron histogram and stages.
 
     Attributes:
         baseline: curves without interventions.
         intervened: condition name -> curves under that condition's hooks.
-        layer_counts: neurons per block (block ``b`` writes lens layer ``b + 1``), or None.
-        stages: stage name -> lens layers (``understanding``, ``task_solving``, ``generation``).
+        layer_counts: neurons per block (block ``b`` writes depth ``b + 1``), or None.
+        stages: stage name -> lens depths (``understanding``, ``task_solving``,
+            ``generation``).
+        fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
+            model)`` refuses the result of another model.
 
+    ``.table()`` holds the curves of every condition; ``.plot()`` the MWork view.
     """
 
     baseline: LatentLanguageResult
     intervened: dict[str, LatentLanguageResult]
     layer_counts: Int[torch.Tensor, " block"] | None = None
     stages: dict[str, list[int]] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def delta(self, quantity: str, condition: str | None = None) -> Float[torch.Tensor, " layer"]:
-        """Per-layer change of the mean of ``quantity`` (a language or ``"entropy"``)."""
+    def delta(self, quantity: str, condition: str | None = None) -> Float[torch.Tensor, " depth"]:
+        """Per-depth change of the mean of ``quantity`` (a language or ``"entropy"``)."""
         name = condition or next(iter(self.intervened))
         return self.intervened[name].mean(quantity) - self.baseline.mean(quantity)
 
-    def to_dataframe(self) -> Any:
-        """Return the curves of every condition in one long table with a ``condition`` column."""
-        import pandas as pd
+    def table(self) -> pd.DataFrame:
+        """The curves of every condition in one long table, with ``condition`` and ``stage``.
 
-        frames = [self.baseline.to_dataframe().assign(condition="baseline")]
-        frames += [r.to_dataframe().assign(condition=name) for name, r in self.intervened.items()]
+        Columns as :meth:`LatentLanguageResult.table` (``depth``, ``quantity``, ``mean``,
+        ``lo``, ``hi``, ``n``), then ``condition`` (``"baseline"`` or a condition's name) and
+        ``stage`` (the stage of the depth).
+        """
+        frames = [self.baseline.table().assign(condition="baseline")]
+        frames += [r.table().assign(condition=name) for name, r in self.intervened.items()]
         table = pd.concat(frames, ignore_index=True)
-        stage_of = {layer: s for s, layers in self.stages.items() for layer in layers}
-        table["stage"] = table["layer"].map(stage_of)
+        stage_of = {depth: s for s, depths in self.stages.items() for depth in depths}
+        table["stage"] = table["depth"].map(stage_of).astype(object)
         return table
 
-    def plot(self, *, quantities: Sequence[str] | None = None) -> Any:
-        """Curves (baseline solid, interventions dashed), neuron histogram, stage shading."""
+    def plot(self, ax: Any = None, *, quantities: Sequence[str] | None = None) -> Any:
+        """Curves (baseline solid, interventions dashed), neuron histogram, stage shading.
+
+        With ``ax`` the curves and stages are drawn into it (no histogram) and ``ax.figure``
+        is returned.
+        """
         from lensneurons.lens.plots import plot_mwork
 
-        return plot_mwork(self, quantities=quantities)
+        return plot_mwork(self, ax=ax, quantities=quantities)
 
 
 def stage_split(
@@ -87,13 +102,14 @@ def stage_split(
     n2: int | None = None,
     target: str | None = None,
 ) -> dict[str, list[int]]:
-    """Split lens layers ``1..L`` into understanding / task-solving / generation.
+    """Split lens depths ``1..L`` (block outputs) into understanding / task-solving / generation.
 
-    With ``n1``/``n2`` (MWork): the first ``n1`` blocks understand, the last ``n2`` generate.
-    From curves: task solving starts where the mean entropy first falls below the midpoint of
-    its range (the model commits to an answer); generation starts after the last layer where
-    P(en) exceeds P(target) (or, with no such layer, where P(target) first reaches half its
-    maximum).
+    With ``n1``/``n2`` (MWork): the first ``n1`` blocks understand, the last ``n2`` generate
+    (as depths: block ``b`` is depth ``b + 1``). From curves: task solving starts where the mean
+    entropy first falls below the midpoint of its range (the model commits to an answer);
+    generation starts after the last depth where P(en) exceeds P(target) (or, with no such
+    depth, where P(target) first reaches half its maximum). Depth 0 (embeddings) belongs to no
+    stage.
 
     Args:
         curves: baseline :class:`LatentLanguageResult` (for the split from curves).
@@ -103,7 +119,8 @@ def stage_split(
         target: the target language; default the last measured language other than ``en``.
 
     Returns:
-        ``{"understanding": [...], "task_solving": [...], "generation": [...]}``.
+        ``{"understanding": [...], "task_solving": [...], "generation": [...]}``, lists of
+        depths.
 
     Raises:
         ParameterError: neither curves nor ``n1``/``n2``, or ``n1``/``n2`` negative, not
@@ -114,7 +131,7 @@ def stage_split(
 
     """
     if n1 is not None or n2 is not None:
-        total = n_layers if n_layers is not None else (max(curves.layers) if curves else None)
+        total = n_layers if n_layers is not None else (max(curves.depths) if curves else None)
         if total is None:
             raise ParameterError("Pass n_layers (or curves) with n1/n2.")
         total = _checks.positive_int(total, "n_layers")
@@ -125,15 +142,15 @@ def stage_split(
                 f"n1 + n2 = {n1 + n2} blocks exceed the model's {total}; they must lie in "
                 f"0..{total}."
             )
-        layers = list(range(1, total + 1))
-        return {"understanding": layers[:n1], "task_solving": layers[n1:total - n2],
-                "generation": layers[total - n2:]}
+        depths = list(range(1, total + 1))
+        return {"understanding": depths[:n1], "task_solving": depths[n1:total - n2],
+                "generation": depths[total - n2:]}
     if not isinstance(curves, LatentLanguageResult):
         raise ParameterError(
             "Pass baseline curves (a LatentLanguageResult), or n1 and n2 (with n_layers)."
         )
-    layers = [layer for layer in curves.layers if layer > 0]
-    index = [curves.layers.index(layer) for layer in layers]
+    depths = [depth for depth in curves.depths if depth > 0]
+    index = [curves.depths.index(depth) for depth in depths]
     others = [lang for lang in curves.languages if lang != "en"]
     tgt = target or (others[-1] if others else "en")
     p_tgt = curves.mean(tgt)[index]
@@ -145,14 +162,14 @@ def stage_split(
         g = int((p_en > p_tgt).nonzero()[-1]) + 1
     else:
         g = int((p_tgt >= p_tgt.max() / 2).nonzero()[0])
-    g = min(max(g, u), len(layers))
-    return {"understanding": layers[:u], "task_solving": layers[u:g], "generation": layers[g:]}
+    g = min(max(g, u), len(depths))
+    return {"understanding": depths[:u], "task_solving": depths[u:g], "generation": depths[g:]}
 
 
 def mwork(
     model: Any,
     items: Sequence[LensItem],
-    interventions: Hooks | Mapping[str, Hooks],
+    fwd_hooks: Hooks | Mapping[str, Hooks],
     *,
     languages: Sequence[str] | None = None,
     neurons: Any = None,
@@ -165,7 +182,8 @@ def mwork(
     Args:
         model: a TransformerLens model.
         items: latent-language prompts (:mod:`lensneurons.lens.prompts`).
-        interventions: TL ``(hook_name, fn)`` pairs, or condition name -> such pairs.
+        fwd_hooks: TL ``(hook_name, fn)`` pairs (one condition, ``"intervened"``), or
+            condition name -> such pairs.
         languages: measured languages (default ``("en", target)``).
         neurons: a NeuronSet (its ``.mask`` ``[L, D]``), a mask, or per-block counts ``[L]``,
             for the histogram.
@@ -177,7 +195,7 @@ def mwork(
         An :class:`MWorkResult`.
 
     Raises:
-        ParameterError: ``interventions`` are not ``(hook name, function)`` pairs on the
+        ParameterError: ``fwd_hooks`` are not ``(hook name, function)`` pairs on the
             model's hook points (or a dict of such lists), ``neurons`` of another type, or
             ``n1``/``n2`` out of range (all checked before any forward pass).
         ShapeMismatchError: ``neurons`` cover another number of blocks than the model.
@@ -185,7 +203,7 @@ def mwork(
     >>> view = mwork(model, items, ln.deactivate(neurons["fr"]))  # doctest: +SKIP
 
     """
-    conditions = _conditions(interventions, model)  # everything is checked before a pass
+    conditions = _conditions(fwd_hooks, model)  # everything is checked before a pass
     n_layers = ModelView(model).n_layers
     counts = _layer_counts(neurons, n_layers)
     fixed = None
@@ -200,15 +218,14 @@ def mwork(
                                          label=name, **lens_options)
     stages = fixed if fixed is not None else stage_split(base)
     return MWorkResult(baseline=base, intervened=done, layer_counts=counts,
-                       stages=stages)
+                       stages=stages, fingerprint=base.fingerprint)
 
 
-def _conditions(interventions: Any, model: Any) -> dict[str, list]:
+def _conditions(fwd_hooks: Any, model: Any) -> dict[str, list]:
     """Condition name -> a checked list of ``(hook name or filter, function)`` pairs."""
-    raw = dict(interventions) if isinstance(interventions, Mapping) else {
-        "intervened": interventions}
+    raw = dict(fwd_hooks) if isinstance(fwd_hooks, Mapping) else {"intervened": fwd_hooks}
     if not raw:
-        raise ParameterError("interventions is empty: give at least one condition.")
+        raise ParameterError("fwd_hooks is an empty dict: give at least one condition.")
     return {str(name): _checks.hook_list(hooks, model, f"Condition {name!r}")
             for name, hooks in raw.items()}
 

@@ -1,12 +1,12 @@
-"""The tuned lens (Belrose et al. 2023): per-layer affine translators before the model's readout.
+"""The tuned lens (Belrose et al. 2023): per-depth affine translators before the model's readout.
 
-Translator ``l`` maps lens layer ``l`` (0 = embeddings, ``l`` = output of block ``l - 1``) as
-``h + A_l h + b_l``; ``A_l`` and ``b_l`` start at zero, so an untrained lens *is* the logit lens.
-Training minimises KL(p_final || p_l) at the same position over a text corpus, one layer's graph
-at a time, with the model frozen. The last layer needs no translator.
+Translator ``d`` maps the residual at lens depth ``d`` (0 = embeddings, ``d`` = output of block
+``d - 1``) as ``h + A_d h + b_d``; ``A_d`` and ``b_d`` start at zero, so an untrained lens *is* the
+logit lens. Training minimises KL(p_final || p_d) at the same position over a text corpus, one
+depth's graph at a time, with the model frozen. The last depth (``L``) needs no translator.
 
 Large vocabularies (Gemma 3: 262,144 tokens) make the exact loss expensive: every step reads every
-layer through the whole unembedding, forward and backward. ``fit(..., vocab_subset=K)`` trains on a
+depth through the whole unembedding, forward and backward. ``fit(..., vocab_subset=K)`` trains on a
 documented approximation instead: per step the candidate set ``V'`` is the union over the step's
 positions of the top-``K`` tokens of the final distribution, the true next tokens and optionally
 the ``frequent_tokens`` most frequent training tokens; both distributions are renormalised over
@@ -18,9 +18,11 @@ sample of ``M`` outside tokens for the lens), which penalises that mass too.
 ``positions_per_step`` subsamples positions after the forward pass.
 
 Use it wherever the logit lens runs: ``logit_lens(model, x, lens=tuned)`` or
-``latent_language(model, items, lens=tuned)``. Saved as ``tuned_lens.safetensors`` plus
-``tuned_lens.json`` holding the model fingerprint, checked on load (``save(path,
-dtype=torch.bfloat16)`` halves the file; loading always gives fp32). Caveat for the English-pivot
+``latent_language(model, items, lens=tuned)``. It is a result like the others: ``.table()`` gives
+per depth the translator's norms and the training loss, ``.plot()`` draws them. Saved through the
+persistence layer as ``tuned_lens.safetensors`` plus ``tuned_lens.json`` holding the model
+fingerprint, checked on load (``save(path, dtype=torch.bfloat16)`` halves the file; loading always
+gives fp32). Caveat for the English-pivot
 question: the lens is trained toward the final prediction and can optimise the pivot away; read it
 as a robustness check, trained on multilingual text.
 
@@ -28,25 +30,30 @@ Examples:
     >>> from lensneurons.lens import TunedLens, logit_lens
     >>> tuned = TunedLens.fit(model, texts, steps=50)  # doctest: +SKIP
     >>> tuned.save("lens_dir"); tuned = TunedLens.load("lens_dir", model)  # doctest: +SKIP
+    >>> tuned.table()  # per depth: weight_norm, bias_norm, loss  # doctest: +SKIP
     >>> logit_lens(model, "Le chat", lens=tuned)  # doctest: +SKIP
 
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from einops import rearrange
 from jaxtyping import Float, Int
 from torch import nn
 
 from lensneurons.core import checks as _checks
+from lensneurons.core.figures import axes
 from lensneurons.core.model import ModelView, resid_hook
-from lensneurons.core.persistence import load_result, save_result
+from lensneurons.core.persistence import save_result
+from lensneurons.core.result import Result
 from lensneurons.errors import (
     CorruptResultError,
     EmptyTokenizationError,
@@ -61,10 +68,14 @@ from lensneurons.lens.logit import readout_fn
 __all__ = ["TunedLens", "subset_readout"]
 
 _ROWS = 256  # rows per full-vocabulary readout chunk (batched: the weight streaming dominates)
+_LAST_STEPS = 10  # the per-depth training loss is the mean over this many last steps
 
 
-class TunedLens(nn.Module):
-    """Identity-initialised affine translators, one per lens layer ``0..L-1``.
+class TunedLens(nn.Module, Result):
+    """Identity-initialised affine translators, one per lens depth ``0..L-1``.
+
+    Depth ``d`` is the residual after block ``d - 1`` (0: the embeddings); the last depth ``L``
+    is read as it is.
 
     Args:
         d_model: residual width.
@@ -74,9 +85,13 @@ class TunedLens(nn.Module):
     Attributes:
         history: mean training loss (nats) per step.
         meta: free-form JSON-able record saved with the lens (``fit`` puts its settings under
-            ``"training"``).
+            ``"training"``, with the per-depth loss of the last steps as ``"depth_loss"``).
 
+    A result (:class:`~lensneurons.core.result.Result`): ``.table()``, ``.plot()``,
+    ``.save(path)``, ``TunedLens.load(path, model)``.
     """
+
+    kind = "tuned_lens"
 
     def __init__(self, d_model: int, n_layers: int, fingerprint: dict | None = None) -> None:
         super().__init__()
@@ -120,26 +135,26 @@ class TunedLens(nn.Module):
             )
 
     def forward(
-        self, h: Float[torch.Tensor, "*rows d_model"], layer: int
+        self, h: Float[torch.Tensor, "*rows d_model"], depth: int
     ) -> Float[torch.Tensor, "*rows d_model"]:
-        """Translate residuals of lens layer ``layer`` (identity at the last layer, ``L``).
+        """Translate residuals read at lens depth ``depth`` (identity at the last depth, ``L``).
 
         Raises:
-            PositionOutOfRangeError: ``layer`` outside ``0..L``.
+            PositionOutOfRangeError: ``depth`` outside ``0..L``.
             ShapeMismatchError: ``h`` is not ``d_model`` wide.
         """
-        if not 0 <= layer <= self.n_layers:
+        if not 0 <= depth <= self.n_layers:
             raise PositionOutOfRangeError(
-                f"Layer {layer} is outside this tuned lens's layers 0..{self.n_layers}."
+                f"Depth {depth} is outside this tuned lens's depths 0..{self.n_layers}."
             )
         if h.shape[-1] != self.d_model:
             raise ShapeMismatchError(
                 f"The tuned lens translates residuals of width {self.d_model}, got "
                 f"{h.shape[-1]}: it was trained on another model."
             )
-        if layer == self.n_layers:
+        if depth == self.n_layers:
             return h
-        t: nn.Linear = self.translators[layer]  # type: ignore[assignment]
+        t: nn.Linear = self.translators[depth]  # type: ignore[assignment]
         x = h.to(t.weight.device, t.weight.dtype)
         return (x + t(x)).to(h.device, h.dtype)
 
@@ -208,6 +223,7 @@ class TunedLens(nn.Module):
             p.requires_grad_(False)
         start = time.perf_counter()
         subset_sizes: list[int] = []
+        depth_losses: list[list[float]] = []  # per step, the loss of every depth
         try:
             for step in range(steps):
                 pick = torch.randint(0, len(windows), (min(batch_size, len(windows)),),
@@ -229,18 +245,20 @@ class TunedLens(nn.Module):
                 opt.zero_grad()
                 if vocab_subset is None:
                     target = final.log_softmax(-1)
-                    total = 0.0
-                    for layer in range(lens.n_layers):
-                        logp = read(lens(resid[layer][rows.to(resid[layer].device)],
-                                         layer)).float().log_softmax(-1)
+                    losses = []
+                    for depth in range(lens.n_layers):
+                        logp = read(lens(resid[depth][rows.to(resid[depth].device)],
+                                         depth)).float().log_softmax(-1)
                         kl = (target.exp() * (target - logp)).sum(-1).mean()
                         kl.backward()
-                        total += kl.item()
+                        losses.append(kl.item())
                 else:
-                    total, n_ids = subset_step(model, lens, tokens, resid, final, rows,
-                                                vocab_subset, extra, tail_samples, gen,
-                                                check=step == 0)
+                    losses, n_ids = subset_step(model, lens, tokens, resid, final, rows,
+                                                 vocab_subset, extra, tail_samples, gen,
+                                                 check=step == 0)
                     subset_sizes.append(n_ids)
+                total = sum(losses)
+                depth_losses.append(losses)
                 opt.step()
                 if lr_decay:
                     done = max((step + 1) / steps, (time.perf_counter() - start) / max_seconds)
@@ -264,6 +282,8 @@ class TunedLens(nn.Module):
             "seconds": round(time.perf_counter() - start, 1),
             "mean_subset_size": (round(sum(subset_sizes) / len(subset_sizes), 1)
                                  if subset_sizes else None),
+            "depth_loss": [sum(step[d] for step in depth_losses[-_LAST_STEPS:])
+                           / len(depth_losses[-_LAST_STEPS:]) for d in range(lens.n_layers)],
             "loss": "KL(p_final || p_lens) over the full vocabulary" if vocab_subset is None
             else "KL(p_final || p_lens) renormalised over V' = top-K of p_final per position "
                  "+ next tokens + frequent tokens" + (" + a sampled tail bucket"
@@ -271,15 +291,60 @@ class TunedLens(nn.Module):
         }
         return lens.eval()
 
-    def save(self, path: str | Path, *, dtype: torch.dtype | None = None,
-             overwrite: bool = False) -> Path:
+    # -- the result convention ----------------------------------------------------------------
+    def table(self) -> pd.DataFrame:
+        """Per translated depth ``0..L-1``: the translator's norms and its training loss.
+
+        Columns ``weight_norm`` (Frobenius norm of ``A_d``; 0 for the identity) and
+        ``bias_norm`` (of ``b_d``), and ``loss``: the mean KL (nats) at that depth over the
+        last training steps (NaN for a lens trained before it was recorded, or not trained).
+        """
+        with torch.no_grad():
+            weight = [float(t.weight.detach().float().norm()) for t in self.translators]
+            bias = [float(t.bias.detach().float().norm()) for t in self.translators]
+        loss = (self.meta.get("training") or {}).get("depth_loss")
+        if not isinstance(loss, list) or len(loss) != self.n_layers:
+            loss = [float("nan")] * self.n_layers
+        return pd.DataFrame({"weight_norm": weight, "bias_norm": bias,
+                             "loss": [float(v) for v in loss]},
+                            index=pd.RangeIndex(self.n_layers, name="depth"))
+
+    def summary_line(self) -> str:
+        """The lens's size and how long it was trained, in one line."""
+        steps = (self.meta.get("training") or {}).get("steps")
+        trained = f"trained {steps} steps" if steps else "untrained"
+        return f"TunedLens: {self.n_layers} translators of width {self.d_model}, {trained}"
+
+    def plot(self, ax: Any = None) -> Any:
+        """Per depth, the translator's weight norm (bars) and training loss (line)."""
+        table = self.table()
+        fig, ax = axes(ax, (6.5, 3.5))
+        ax.bar(table.index, table["weight_norm"], color="tab:gray", label="|A_d| (Frobenius)")
+        ax.set_xlabel("depth (0 = embeddings, d = output of block d - 1)")
+        ax.set_ylabel("translator weight norm")
+        if table["loss"].notna().any():
+            twin = ax.twinx()
+            twin.plot(table.index, table["loss"], "o-", color="tab:blue",
+                      label="KL to the final distribution")
+            twin.set_ylabel("training KL (nats)", color="tab:blue")
+            twin.set_ylim(bottom=0)
+        ax.set_title(self.summary_line())
+        fig.tight_layout()
+        return fig
+
+    # -- storage ---------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False,
+             dtype: torch.dtype | None = None) -> Path:
         """Save as the folder ``path`` (``tuned_lens.safetensors`` + ``.json``), atomically.
 
         Args:
             path: the folder.
+            overwrite: replace a result already at ``path``.
             dtype: store the weights in this dtype (``torch.bfloat16`` halves the file);
                 default: as trained (fp32). :meth:`load` always returns fp32.
-            overwrite: replace a result already at ``path``.
+
+        Returns:
+            The folder written.
 
         Raises:
             ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
@@ -291,37 +356,54 @@ class TunedLens(nn.Module):
             raise ParameterError(
                 f"dtype must be a floating torch dtype such as torch.bfloat16, got {dtype!r}."
             )
+        tensors, meta = self._record(dtype)
+        return save_result(path, self.kind, tensors, meta, overwrite=overwrite,
+                           model=self._model())
+
+    def _model(self) -> Any:
+        return self  # a module: its parameters' dtype and device enter the environment
+
+    def _record(self, dtype: torch.dtype | None = None,
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         state = {k: v.detach().to(dtype or v.dtype) for k, v in self.state_dict().items()}
         stored = next(iter(state.values())).dtype
         meta = {"d_model": self.d_model, "n_layers": self.n_layers,
                 "fingerprint": self.fingerprint, "history": self.history[-20:],
                 "dtype": str(stored).removeprefix("torch."), "meta": self.meta}
-        return save_result(path, "tuned_lens", state, meta, overwrite=overwrite)
+        return state, meta
 
     @classmethod
-    def load(cls, path: str | Path, model: Any | None = None) -> TunedLens:
-        """Load a saved lens (fp32, whatever it was stored in); with ``model``, check the model.
+    def _from_record(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> TunedLens:
+        try:
+            lens = cls(int(meta["d_model"]), int(meta["n_layers"]), meta.get("fingerprint"))
+            lens.load_state_dict({k: v.float() for k, v in tensors.items()})
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CorruptResultError(
+                f"The tuned lens is damaged ({type(err).__name__}: {err}); train and save it "
+                "again."
+            ) from None
+        lens.history = list(meta.get("history", []))
+        lens.meta = dict(meta.get("meta", {}))
+        return lens.eval()
+
+    def _check_model(self, model: Any) -> None:
+        """Refuse another model's lens, even one saved without a fingerprint."""
+        ModelView(model).check_fingerprint(self.fingerprint, "This tuned lens")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], model: Any | None = None) -> TunedLens:
+        """Load a saved lens (fp32, whatever it was stored in).
+
+        With ``model``, refuse a lens of another model and move the lens to its device.
 
         Raises:
             ModelMismatchError: the lens was trained on another model.
             CorruptResultError: the files are damaged or do not match each other.
 
         """
-        tensors, meta = load_result(path, "tuned_lens")
-        try:
-            lens = cls(int(meta["d_model"]), int(meta["n_layers"]), meta.get("fingerprint"))
-            lens.load_state_dict({k: v.float() for k, v in tensors.items()})
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CorruptResultError(
-                f"The tuned lens in {path} is damaged ({type(err).__name__}: {err}); train and "
-                "save it again."
-            ) from None
-        lens.history = list(meta.get("history", []))
-        lens.meta = dict(meta.get("meta", {}))
+        lens = super().load(path, model)
         if model is not None:
-            view = ModelView(model)
-            view.check_fingerprint(lens.fingerprint, "This tuned lens")
-            lens = lens.to(view.input_device)
+            lens = lens.to(ModelView(model).input_device)
         return lens.eval()
 
 
@@ -365,17 +447,17 @@ class _StopForward(Exception):
 def _forward(
     model: Any, tokens: Int[torch.Tensor, "batch pos"], *, logits: bool = True,
 ) -> tuple[list[Float[torch.Tensor, "rows d_model"]], Float[torch.Tensor, "rows vocab"] | None]:
-    """Residuals of lens layers ``0..L`` as ``[n, d]`` rows and the model's logits ``[n, V]``.
+    """Residuals of lens depths ``0..L`` as ``[n, d]`` rows and the model's logits ``[n, V]``.
 
     With ``logits=False`` the forward pass stops after the last block (``None`` for logits).
     """
     n_layers = ModelView(model).n_layers
     store: dict[int, torch.Tensor] = {}
 
-    def capture(layer: int) -> Any:
+    def capture(depth: int) -> Any:
         def hook(x: torch.Tensor, hook: Any) -> None:
-            store[layer] = rearrange(x.detach(), "batch pos d_model -> (batch pos) d_model")
-            if layer == n_layers and not logits:
+            store[depth] = rearrange(x.detach(), "batch pos d_model -> (batch pos) d_model")
+            if depth == n_layers and not logits:
                 raise _StopForward
 
         return hook

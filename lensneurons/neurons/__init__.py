@@ -12,7 +12,7 @@ Examples:
     >>> len(fr), [idx.tolist() for idx in fr.indices]
     (2, [[], [3, 5]])
     >>> sets = ln.NeuronSets({"fr": fr, "de": ln.NeuronSet.from_indices([[3], []], width=8)})
-    >>> sets.summary().loc["fr"].tolist()  # layer 0, layer 1, total
+    >>> sets.table().loc["fr"].tolist()  # layer 0, layer 1, total
     [0, 2, 2]
 """
 

@@ -5,7 +5,7 @@ Examples:
     >>> from lensneurons.neurons import NeuronSet, NeuronSets
     >>> sets = NeuronSets({"fr": NeuronSet.from_indices([[], [3, 5]], width=8),
     ...                    "de": NeuronSet.from_indices([[3], []], width=8)})
-    >>> sets.summary().loc["fr"].tolist()  # layer 0, layer 1, total
+    >>> sets.table().loc["fr"].tolist()  # layer 0, layer 1, total
     [0, 2, 2]
 """
 
@@ -21,8 +21,10 @@ import pandas as pd
 import torch
 
 from lensneurons.core.checks import group_label
+from lensneurons.core.figures import plot_layer_histogram
 from lensneurons.core.model import ModelView
-from lensneurons.core.persistence import load_result, save_result
+from lensneurons.core.result import Result
+from lensneurons.core.sites import get_site
 from lensneurons.errors import (
     CorruptResultError,
     NoGroupsError,
@@ -34,11 +36,12 @@ from lensneurons.neurons.neuron_set import (
     NeuronSet,
     UnitIndices,
     check_provenance,
+    check_shape,
     common_fingerprint,
 )
 
 
-class NeuronSets(Mapping[str, NeuronSet]):
+class NeuronSets(Mapping[str, NeuronSet], Result):
     """Neuron sets per group, with tables, overlap, plots, saving and the papers' mask format.
 
     Args:
@@ -52,6 +55,8 @@ class NeuronSets(Mapping[str, NeuronSet]):
     Raises:
         ModelMismatchError: the sets carry fingerprints of different models.
     """
+
+    kind = "neurons"
 
     def __init__(self, sets: Mapping[str, NeuronSet], meta: dict[str, Any] | None = None) -> None:
         self._sets = dict(sets)
@@ -92,8 +97,9 @@ class NeuronSets(Mapping[str, NeuronSet]):
         sizes = ", ".join(f"{g}={len(s)}" for g, s in self._sets.items())
         return f"NeuronSets({sizes}; union {len(self.union())})"
 
-    def _repr_html_(self) -> str:
-        return self.summary()._repr_html_()  # type: ignore[operator]
+    def summary_line(self) -> str:
+        """One line for the notebook view."""
+        return f"{self!r} on site {next(iter(self._sets.values())).site!r}"
 
     @property
     def groups(self) -> list[str]:
@@ -107,7 +113,7 @@ class NeuronSets(Mapping[str, NeuronSet]):
         return NeuronSet(mask, site=sets[0].site, gated=sets[0].gated,
                          fingerprint=sets[0].fingerprint)
 
-    def summary(self) -> pd.DataFrame:
+    def table(self) -> pd.DataFrame:
         """Units per group (rows) and layer (columns), with a ``total`` column."""
         table = pd.DataFrame({g: s.per_layer() for g, s in self._sets.items()}).T
         table.columns.name, table.index.name = "layer", "group"
@@ -138,11 +144,9 @@ class NeuronSets(Mapping[str, NeuronSet]):
                                         fingerprint=s.fingerprint)
                            for g, s in self._sets.items()}, {**self.meta, "exclusive": True})
 
-    def plot_layers(self, *, ax: Any = None, stacked: bool = True) -> Any:
+    def plot(self, ax: Any = None, *, stacked: bool = True) -> Any:
         """Bar chart of units per layer and group; returns the matplotlib figure."""
-        from lensneurons.core.figures import plot_layer_histogram
-
-        return plot_layer_histogram(self.summary().drop(columns="total"), ax=ax, stacked=stacked)
+        return plot_layer_histogram(self.table().drop(columns="total"), ax=ax, stacked=stacked)
 
     def check_model(self, model: Any) -> None:
         """Raise unless every set fits ``model`` (and, when recorded, was made on it).
@@ -151,9 +155,6 @@ class NeuronSets(Mapping[str, NeuronSet]):
             ShapeMismatchError: the sets do not fit the model's site.
             ModelMismatchError: the sets were detected on another model (or other SAE weights).
         """
-        from lensneurons.core.sites import get_site
-        from lensneurons.neurons.neuron_set import check_shape
-
         view = ModelView(model)
         first = next(iter(self._sets.values()))
         site = get_site(view, first.site)
@@ -245,35 +246,24 @@ class NeuronSets(Mapping[str, NeuronSet]):
         return cls.from_index_lists(dict(zip(groups, lists)), width=width, site=site,
                                     model=model)
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Save as the folder ``path`` (``neurons.safetensors`` + ``neurons.json``), atomically.
-
-        Raises:
-            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
-        """
+    def _record(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The masks (``neurons.safetensors``); groups, site, provenance (``neurons.json``)."""
         first = next(iter(self._sets.values()))
-        save_result(path, "neurons", {g: s.mask for g, s in self._sets.items()},
-                    {**self.meta, "groups": self.groups, "site": first.site,
-                     "gated": first.gated}, overwrite=overwrite)
+        return ({g: s.mask for g, s in self._sets.items()},
+                {**self.meta, "groups": self.groups, "site": first.site, "gated": first.gated})
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model: Any = None) -> NeuronSets:
-        """Load sets saved with :meth:`save`; with ``model``, check they were made on it.
-
-        Raises:
-            ModelMismatchError: the sets were detected on another model.
-            ShapeMismatchError: the sets do not fit ``model``.
-        """
-        tensors, meta = load_result(path, "neurons")
+    def _from_record(cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> NeuronSets:
+        meta = dict(meta)
         groups, site = meta.pop("groups", None), meta.pop("site", None)
         gated = meta.pop("gated", None)
         if (not isinstance(groups, list) or not isinstance(site, str)
                 or set(groups) != set(tensors)):
             raise CorruptResultError(
-                f"The neuron sets in {path} are damaged: their groups and tensors disagree. "
+                "These neuron sets are damaged: their groups and tensors disagree. "
                 "Detect and save them again."
             )
-        sets = cls({g: NeuronSet(tensors[g], site=site, gated=gated) for g in groups}, meta)
-        if model is not None:
-            sets.check_model(model)
-        return sets
+        return cls({g: NeuronSet(tensors[g], site=site, gated=gated) for g in groups}, meta)
+
+    def _check_model(self, model: Any) -> None:
+        self.check_model(model)

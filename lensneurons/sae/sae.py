@@ -32,7 +32,7 @@ from jaxtyping import Float, Int
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from lensneurons.core import persistence as _io
+from lensneurons.core import persistence
 from lensneurons.errors import ParameterError, ResultNotFoundError, SAEFormatError
 
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
@@ -225,9 +225,13 @@ class SAE:
                    cfg=cfg, **read_config(cfg, folder))
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write the SAE as a SAELens 6 folder that ``sae_lens.SAE.load_from_disk`` reads."""
-        folder = _io.check_writable_output(path, overwrite=overwrite, folder=True)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write the SAE as a SAELens 6 folder that ``sae_lens.SAE.load_from_disk`` reads.
+
+        The folder is swapped in atomically by the persistence layer
+        (:func:`lensneurons.core.persistence.write_folder`); an existing one is refused unless
+        ``overwrite=True``. Returns the folder.
+        """
+        folder = persistence.check_writable_output(path, overwrite=overwrite, folder=True)
         meta = dict(self.cfg.get("metadata") or {})
         meta.update(hook_name=self.hook_name, hook_head_index=None)
         meta.setdefault("sae_lens_version", "6.0.0")
@@ -243,9 +247,12 @@ class SAE:
                    "b_dec": self.b_dec}
         if self.threshold is not None:
             tensors["threshold"] = self.threshold
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
-        (folder / CFG_FILE).write_text(json.dumps(cfg, indent=1), encoding="utf-8")
-        return folder
+
+        def write(partial: Path) -> None:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial / WEIGHTS_FILE))
+            (partial / CFG_FILE).write_text(json.dumps(cfg, indent=1), encoding="utf-8")
+
+        return persistence.write_folder(folder, write)
 
 
 _OLD_KEYS = ("hook_name", "hook_layer", "hook_point", "activation_fn_str", "activation_fn",

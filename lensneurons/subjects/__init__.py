@@ -1,5 +1,6 @@
-"""Subjects: the models studied here, the shipped organism and the offline real models, with the
-statistics collected on them once and shipped.
+"""Subjects: the models studied, the shipped organism and the offline real models.
+
+The statistics of the real models are collected once and shipped (``real_stats``).
 
 Examples:
     >>> from lensneurons.subjects import organism

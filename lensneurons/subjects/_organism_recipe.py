@@ -1,7 +1,8 @@
 """The organism's recipe: its languages, architecture, training data mix and training loop.
 
 :func:`train` rebuilds the shipped organism from scratch (``lensneurons organism train``);
-:mod:`lensneurons.subjects.organism` re-exports everything public here and loads the shipped weights.
+:mod:`lensneurons.subjects.organism` re-exports everything public here and loads the shipped
+weights.
 
 Examples:
     >>> from lensneurons.subjects import organism

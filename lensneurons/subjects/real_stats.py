@@ -26,7 +26,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lensneurons.collect import ActivationStats, collect
 from lensneurons.corpora.corpus import Corpus
 from lensneurons.corpora.gettext import load_gettext, split_heldout, texts_digest
 from lensneurons.errors import (
@@ -35,6 +34,7 @@ from lensneurons.errors import (
     ResultNotFoundError,
     UnknownGroupError,
 )
+from lensneurons.stats import ActivationStats, collect
 
 LANGUAGES = ("en", "de", "fr", "es", "pt", "it", "ru", "uk", "el", "tr", "vi", "ja", "ko", "zh")
 N_HELDOUT = 200

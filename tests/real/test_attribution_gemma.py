@@ -29,7 +29,7 @@ def test_every_language_is_scored_on_the_statistics_training_lines(shipped, gemm
     for group, scores in shipped.items():
         assert scores.sites == ["mlp"]
         assert tuple(scores["mlp"].shape) == (gemma_view.n_layers, gemma_view.d_mlp)
-        assert scores.meta["group"] == group and scores.meta["target"] == "logprob"
+        assert scores.meta["group"] == group and scores.meta["objective"] == "logprob"
         assert scores.meta["train_digest"] == gemma_stats.meta["train_digest"]
         assert torch.isfinite(scores["mlp"]).all()
 
@@ -41,7 +41,7 @@ def test_a_fresh_pass_reproduces_the_shipped_scores(gemma, shipped):
     items = next_token_items(gemma, train[REPRODUCED], saved.n_items,
                              min_prompt=meta["min_prompt"], max_prompt=meta["max_prompt"],
                              seed=meta["seed"])
-    fresh = ln.attribution(gemma, items, sites=("mlp",), target=meta["target"],
+    fresh = ln.attribution(gemma, items, sites=("mlp",), objective=meta["objective"],
                            batch_size=meta["batch_size"], progress=False)
     scale = float(saved["mlp"].abs().max())
     torch.testing.assert_close(fresh["mlp"], saved["mlp"], rtol=1e-3, atol=1e-4 * scale)

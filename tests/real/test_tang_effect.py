@@ -32,7 +32,7 @@ def tang(gemma, gemma_stats):
     ratios = ln.specificity(delta)
     intervals = ln.nll_delta(matrix, interval=0.95)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(f"\nLAPE units per layer:\n{neurons.summary().to_string()}")
+        print(f"\nLAPE units per layer:\n{neurons.table().to_string()}")
         print(f"\nΔ mean NLL (rows deactivated, columns evaluated):\n"
               f"{delta.to_string(float_format=lambda v: f'{v:+.3f}')}")
         print(f"\nown / others:\n{ratios.to_string(float_format=lambda v: f'{v:.1f}')}")
@@ -53,7 +53,7 @@ def test_each_non_english_set_raises_its_own_language_most(tang):
 def test_english_gets_the_fewest_units(tang):
     """The papers' English finding: the fewest language-specific units of all languages."""
     neurons, *_ = tang
-    totals = neurons.summary()["total"]
+    totals = neurons.table()["total"]
     assert totals.idxmin() == "en", totals
 
 
@@ -76,5 +76,5 @@ def test_ternary_search_says_when_it_stops_at_its_bound(gemma_stats):
         warnings.simplefilter("error", ln.errors.SearchBoundWarning)
         wider = ln.ternary(stats, lam_range=(0.0, 1.0))
     print(f"\nternary lambda: {at_bound.lam:.4f} at the bound of [0, 0.2]; "
-          f"{wider.lam:.4f} inside [0, 1]; {wider.summary().sum().to_dict()}")
+          f"{wider.lam:.4f} inside [0, 1]; {wider.table().sum().to_dict()}")
     assert not wider.lam_at_bound and 0.2 < wider.lam < 0.99

@@ -1,6 +1,6 @@
 """The hook side of :func:`lensneurons.collect`: per-layer accumulators fed by one hook per layer.
 
-Private to the collection engine (:mod:`lensneurons.collect.engine`). Each hook selects the counted
+Private to the collection engine (:mod:`lensneurons.stats.engine`). Each hook selects the counted
 tokens of the batch and computes per-group counts, sums, sums of squares and maxima on the layer's
 device; the batch's index tensors are built once per device, not once per layer. Opt-in:
 per-sequence means (``sequence_stats``) and per-document counts (``document_stats``: in how many
@@ -217,7 +217,7 @@ class Accumulators:
 
 
 def results(state: dict[str, torch.Tensor], means: list[torch.Tensor] | None) -> dict[str, Any]:
-    """The fields of :class:`~lensneurons.collect.stats.ActivationStats` from totals and sequence means."""
+    """The fields of :class:`~lensneurons.ActivationStats` from totals and sequence means."""
     out = {key: value for key, value in state.items()}
     if means is not None:
         out["seq_mean_median"] = torch.stack([

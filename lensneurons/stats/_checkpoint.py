@@ -1,10 +1,11 @@
 """Checkpoints of :func:`lensneurons.collect`: totals plus the corpus position, saved atomically.
 
-A checkpoint is a ``checkpoint`` result of :mod:`lensneurons.core.persistence` (one folder, written through a
-temporary folder and a rename, so a ``kill -9`` at any moment leaves the previous checkpoint or
-the new one). It holds the totals of the batches ``[0, batches_done)`` of the deterministic batch
-list, and the identity of the run: the model's fingerprint and dtype, a digest of the tokenized
-corpus (texts, tokenizer, window, token cap and order), the site and the settings. Resuming
+A checkpoint is a ``checkpoint`` result of :mod:`lensneurons.core.persistence` (one folder,
+written through a temporary folder and a rename, so a ``kill -9`` at any moment leaves the
+previous checkpoint or the new one). It holds the totals of the batches ``[0, batches_done)``
+of the deterministic batch list, and the identity of the run: the model's fingerprint and
+dtype, a digest of the tokenized corpus (texts, tokenizer, window, token cap and order), the
+site and the settings. Resuming
 against anything else raises :class:`~lensneurons.errors.CheckpointMismatchError` naming what
 differs.
 

@@ -1,18 +1,19 @@
 """The collection engine behind :func:`lensneurons.collect`: checkpoints, ranks, the result.
 
 The batch loop itself (deterministic batches, early stop, transactional batches, out-of-memory
-splits, Ctrl-C held off during a commit, the progress bar) is :class:`lensneurons.collect.passes.Passes`,
-shared with the detectors that run passes of their own; the hooks are
-:mod:`lensneurons.collect._accumulators`. What is particular to ``collect`` lives here:
+splits, Ctrl-C held off during a commit, the progress bar) is
+:class:`lensneurons.stats.passes.Passes`, shared with the detectors that run passes of their
+own; the hooks are :mod:`lensneurons.stats._accumulators`. What is particular to ``collect``
+lives here:
 
-* **Checkpoints** (:mod:`lensneurons.collect._checkpoint`): every ``checkpoint_every`` batches the totals
-  and the number of finished batches are saved atomically; ``resume=`` continues exactly after
-  the last finished batch, so a run killed at any moment ends with the statistics of an
+* **Checkpoints** (:mod:`lensneurons.stats._checkpoint`): every ``checkpoint_every`` batches the
+  totals and the number of finished batches are saved atomically; ``resume=`` continues exactly
+  after the last finished batch, so a run killed at any moment ends with the statistics of an
   uninterrupted one.
 * **Ctrl-C** raises :class:`~lensneurons.errors.CollectInterrupted` carrying the finished
   batches' statistics (and saves them to the checkpoint folder when one is set).
-* **torchrun** (:mod:`lensneurons.collect._distributed`): each rank runs its share of the batches; totals
-  are all-reduced at the end; every rank returns the merged statistics.
+* **torchrun** (:mod:`lensneurons.stats._distributed`): each rank runs its share of the batches;
+  totals are all-reduced at the end; every rank returns the merged statistics.
 * **Per-document counts** (``document_stats``) are refused when a sequence is not one document.
 """
 
@@ -23,11 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lensneurons.collect import _checkpoint
-from lensneurons.collect._accumulators import Accumulators, results
-from lensneurons.collect._checkpoint import Plan
-from lensneurons.collect._distributed import Group, join
-from lensneurons.collect.passes import Passes, forward, split
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
 from lensneurons.core.sites import check_site_name, get_site
@@ -38,9 +34,14 @@ from lensneurons.errors import (
     LensNeuronsError,
     ParameterError,
 )
+from lensneurons.stats import _checkpoint
+from lensneurons.stats._accumulators import Accumulators, results
+from lensneurons.stats._checkpoint import Plan
+from lensneurons.stats._distributed import Group, join
+from lensneurons.stats.passes import Passes, forward, split
 
 if TYPE_CHECKING:
-    from lensneurons.collect.stats import ActivationStats
+    from lensneurons.stats.activation_stats import ActivationStats
 
 
 def collect(
@@ -58,7 +59,7 @@ def collect(
     resume: bool | str | Path = False,
     distributed: bool | None = None,
 ) -> ActivationStats:
-    """Collect :class:`~lensneurons.collect.stats.ActivationStats` of ``corpus`` in one streaming pass.
+    """Collect :class:`~lensneurons.ActivationStats` of ``corpus`` in one streaming pass.
 
     Each forward pass stops at the last layer's read hook: the rest of the last block and the
     unembedding are never computed (most of a pass on a large-vocabulary model). Counts are
@@ -255,7 +256,7 @@ class _Run:
             raise self._interrupted() from stop
         self.splits = passes.splits
 
-    # --- the work around each pass (lensneurons.collect.passes.Work) -----------------------------------
+    # --- the work around each pass (lensneurons.stats.passes.Work) ---------------------------
     def start(self, piece: Batch) -> None:
         """Before a piece's pass: remember where to roll back to, prepare the hooks."""
         self.mark = self.acc.mark()
@@ -298,7 +299,7 @@ class _Run:
     # --- results -------------------------------------------------------------------------------
     def stats(self, *, final: bool) -> ActivationStats | None:
         """The merged statistics (``final``), or this process's finished batches (Ctrl-C)."""
-        from lensneurons.collect.stats import ActivationStats
+        from lensneurons.stats.activation_stats import ActivationStats
 
         if final:
             state, means = self._merged()

@@ -1,4 +1,4 @@
-"""Streaming activation statistics per group, layer and unit, and the pass that collects them.
+"""ActivationStats: per-group streaming statistics of every unit, as ``collect`` returns them.
 
 :func:`collect` runs one forward pass per batch with a hook on every layer's read point. The hook
 selects the counted tokens, and adds per-group counts, sums, sums of squares and maxima into
@@ -20,19 +20,20 @@ Examples:
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from jaxtyping import Float, Int, Real
 
 from lensneurons.core.checks import group_label
+from lensneurons.core.figures import axes
 from lensneurons.core.model import ModelView, same_fingerprint
-from lensneurons.core.persistence import load_result, save_result
+from lensneurons.core.result import Result
 from lensneurons.errors import (
     CorruptResultError,
     EmptyGroupError,
@@ -53,7 +54,7 @@ _MERGED = ("n_tokens", "active", "sum", "sum_sq", "max", "seq_mean_max", "n_sequ
 
 
 @dataclass
-class ActivationStats:
+class ActivationStats(Result):
     """Per group ``g``, layer ``l`` and unit ``d``: token counts and activation statistics.
 
     Attributes:
@@ -72,6 +73,8 @@ class ActivationStats:
         site: the site the statistics were read at.
         meta: model fingerprint, corpus description and other provenance.
     """
+
+    kind = "stats"
 
     groups: list[str]
     n_tokens: Int[torch.Tensor, " group"]
@@ -244,45 +247,63 @@ class ActivationStats:
         kept = {k: (None if v is None else v[idx]) for k, v in kept.items()}
         return replace(self, groups=list(groups), **kept)
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Save as the folder ``path`` (``stats.safetensors`` + ``stats.json``), atomically.
+    def table(self) -> pd.DataFrame:
+        """The share of units active on a counted token: groups (rows) x layers (columns).
 
-        Raises:
-            ResultExistsError: ``path`` holds a result and ``overwrite`` is false.
+        Each cell is the mean over units of ``P(active)``; ``n_tokens`` is the last column.
         """
+        probs = self.probs().mean(-1).double().numpy()
+        table = pd.DataFrame(probs, index=pd.Index(self.groups, name="group"),
+                             columns=pd.RangeIndex(probs.shape[1], name="layer"))
+        table["n_tokens"] = self.n_tokens.numpy()
+        return table
+
+    def plot(self, ax: Any = None) -> Any:
+        """Mean ``P(active)`` per layer, one line per group."""
+        fig, ax = axes(ax, (6.5, 3.8))
+        table = self.table().drop(columns="n_tokens")
+        for group, row in table.iterrows():
+            ax.plot(row.index, row.to_numpy(), marker="o", label=str(group))
+        ax.set_xlabel("layer")
+        ax.set_ylabel("mean P(active)")
+        ax.set_title(f"Activation probability per layer ({self.site})")
+        ax.legend(title="group", fontsize="small", ncols=2)
+        fig.tight_layout()
+        return fig
+
+    def summary_line(self) -> str:
+        """One line for the notebook view."""
+        return (f"ActivationStats on site {self.site!r}: {len(self.groups)} groups, "
+                f"{self.shape[0]} layers x {self.shape[1]} units, "
+                f"{int(self.n_tokens.sum())} counted tokens")
+
+    def _record(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The tensors (``stats.safetensors``); groups, site and provenance (``stats.json``)."""
         tensors = {name: getattr(self, name) for name in ("n_tokens", "active", *_OPTIONAL)
                    if getattr(self, name) is not None}
-        save_result(path, "stats", tensors,
-                    {**self.meta, "groups": self.groups, "site": self.site}, overwrite=overwrite)
+        return tensors, {**self.meta, "groups": self.groups, "site": self.site}
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model: Any = None) -> ActivationStats:
-        """Load statistics saved with :meth:`save`.
-
-        Args:
-            path: the folder.
-            model: if given, the model the statistics are meant for; it must be the model
-                they were collected with.
-
-        Raises:
-            ModelMismatchError: ``model`` is not the model the statistics were collected with.
-        """
-        tensors, meta = load_result(path, "stats")
+    def _from_record(cls, tensors: dict[str, torch.Tensor],
+                     meta: dict[str, Any]) -> ActivationStats:
+        meta = dict(meta)
         groups, site = meta.pop("groups", None), meta.pop("site", None)
         known = {"n_tokens", "active", *_OPTIONAL}
         if (not isinstance(groups, list) or not isinstance(site, str)
                 or not {"n_tokens", "active"} <= set(tensors) or not set(tensors) <= known
                 or tensors["n_tokens"].shape != (len(groups),)):
             raise CorruptResultError(
-                f"The statistics in {path} are damaged: groups, site or tensors are missing or "
+                "These statistics are damaged: groups, site or tensors are missing or "
                 "disagree. Collect and save them again."
             )
-        if model is not None and "fingerprint" in meta:
-            ModelView(model).check_fingerprint(meta["fingerprint"], f"The statistics in {path}")
         try:
             return cls(groups=groups, site=site, meta=meta, **tensors)
         except ShapeMismatchError as err:
-            raise CorruptResultError(f"The statistics in {path} are damaged: {err}") from None
+            raise CorruptResultError(f"These statistics are damaged: {err}") from None
+
+    def _check_model(self, model: Any) -> None:
+        if "fingerprint" in self.meta:
+            ModelView(model).check_fingerprint(self.meta["fingerprint"], "The statistics")
 
     @classmethod
     def from_counts(

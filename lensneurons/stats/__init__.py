@@ -1,4 +1,4 @@
-"""Collect: one pass over a corpus, per-group streaming statistics of every unit (``ActivationStats``).
+"""Statistics: one pass over a corpus (``collect``), per-group streaming statistics of every unit.
 
 Examples:
     >>> import lensneurons as ln
@@ -8,7 +8,7 @@ Examples:
     'ActivationStats'
 """
 
-from lensneurons.collect.engine import collect
-from lensneurons.collect.stats import ActivationStats
+from lensneurons.stats.activation_stats import ActivationStats
+from lensneurons.stats.engine import collect
 
 __all__ = ["ActivationStats", "collect"]

@@ -1,6 +1,6 @@
 """The one batch loop of lensneurons: forward passes over batches for ``collect`` and detectors.
 
-:func:`lensneurons.collect` (:mod:`lensneurons.collect.engine`), PLND (:mod:`lensneurons.detect.plnd`)
+:func:`lensneurons.collect` (:mod:`lensneurons.stats.engine`), PLND (:mod:`lensneurons.detect.plnd`)
 and gradient attribution (:mod:`lensneurons.detect.attribution`) all run their passes through
 :class:`Passes` (``docs/design.md`` §2):
 
