@@ -195,7 +195,7 @@ def load_gettext(
     Raises:
         FileNotFoundError: If no locale directory with catalogs is found.
 
-    Example:
+    Examples:
         >>> texts = load_gettext(["en", "fr"], domains=["glib20", "gtk20"])  # doctest: +SKIP
         >>> texts["fr"][0]  # doctest: +SKIP
         'Marque-page introuvable pour l’URI'

@@ -62,7 +62,7 @@ def load_sample(
         UnknownGroupError: a language is not in the sample.
         ParameterError: ``split`` is unknown.
 
-    Example:
+    Examples:
         >>> load_sample(["de"], split="train")["de"][0]
         'Das Wetter ist heute schön, also gehen wir in den Park.'
 
