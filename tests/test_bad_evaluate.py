@@ -18,7 +18,7 @@ from lensneurons.errors import (
     ShapeMismatchError,
     UnknownGroupError,
 )
-from lensneurons.evaluate.perplexity import PerplexityMatrix
+from lensneurons.evaluate.nll import PerplexityMatrix
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog barks at night."],
          "fr": ["Le chat dort sur le tapis.", "Un chien aboie la nuit."]}

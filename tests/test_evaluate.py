@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import lensneurons as ln
 from lensneurons.errors import EvaluationInterrupted
 from lensneurons.evaluate import SequenceNLL, deltas
-from lensneurons.evaluate.perplexity import PerplexityMatrix
+from lensneurons.evaluate.nll import PerplexityMatrix
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog runs."],
          "fr": ["Le chat dort sur le tapis.", "Un chien court."]}

@@ -26,7 +26,7 @@ from lensneurons.evaluate import (
     layer_steps,
     shift_items,
 )
-from lensneurons.evaluate.perplexity import Perplexity, PerplexityMatrix
+from lensneurons.evaluate.nll import Perplexity, PerplexityMatrix
 from lensneurons.lens import (
     LatentLanguageResult,
     LensResult,

@@ -100,3 +100,20 @@ def test_result_convention(name, organism, stats, tmp_path):
     back = cls.load(folder)
     pd.testing.assert_frame_equal(back.table(), table)
     assert "<img" in result._repr_html_()
+
+
+def test_the_codec_keeps_dtypes_missing_values_and_multiindex():
+    import numpy as np
+
+    from lensneurons.core.result import decode, encode
+
+    frame = pd.DataFrame(
+        {"a": [1.0, np.nan, np.inf], "b": [1, 2, 3], "c": [True, False, True],
+         "d": ["x", "y", None], 0: np.array([1.5, 2.5, -0.5], dtype=np.float32)},
+        index=pd.MultiIndex.from_tuples([("fr", 0), ("fr", 1), ("de", 0)], names=["g", "l"]))
+    frame["e"] = pd.Categorical(["u", "v", "u"])
+    tensors: dict = {}
+    record = encode({"table": frame, "pairs": {1.5: ["a"]}, "t": (1, "x")}, tensors, "")
+    back = decode(record, tensors)
+    pd.testing.assert_frame_equal(back["table"], frame)
+    assert back["pairs"] == {1.5: ["a"]} and back["t"] == (1, "x")

@@ -268,15 +268,15 @@ def _unlabels(record: dict[str, Any]) -> pd.Index:
     return index
 
 
+def _cell(value: Any) -> Any:
+    """One table cell as JSON: numpy scalars as Python ones, NaN and infinities tagged."""
+    value = value.item() if hasattr(value, "item") else value
+    return {_FLOAT: repr(value)} if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _frame(frame: pd.DataFrame) -> dict[str, Any]:
-    columns = []
-    for name in frame.columns:
-        column = frame[name]
-        data = [None if (isinstance(v, float) and math.isnan(v)) else
-                (v.item() if hasattr(v, "item") else v) for v in column.tolist()]
-        columns.append({"data": [{_FLOAT: repr(v)} if isinstance(v, float) and not
-                                 math.isfinite(v) else v for v in data],
-                        "dtype": str(column.dtype)})
+    columns = [{"data": [_cell(v) for v in frame[name].tolist()], "dtype": str(frame[name].dtype)}
+               for name in frame.columns]
     return {"index": _labels(frame.index), "columns": _labels(frame.columns), "data": columns,
             "attrs": {k: v for k, v in frame.attrs.items() if isinstance(v, (str, int, float))}}
 
@@ -287,16 +287,7 @@ def _unframe(record: dict[str, Any]) -> pd.DataFrame:
     for i, column in enumerate(record["data"]):
         values = [float(v[_FLOAT]) if isinstance(v, dict) else v for v in column["data"]]
         series = pd.Series(values, index=index, dtype=object)
-        dtype = column["dtype"]
-        if dtype.startswith(("float", "int", "bool", "uint", "complex")):
-            series = series.astype("float64" if dtype.startswith("float") else dtype) \
-                if not (dtype.startswith(("int", "uint", "bool")) and series.isna().any()) \
-                else series.astype("float64")
-            if dtype.startswith("float"):
-                series = series.astype(dtype)
-        elif dtype not in ("object",):
-            series = series.astype(dtype)
-        data[i] = series
+        data[i] = series if column["dtype"] == "object" else series.astype(column["dtype"])
     frame = pd.DataFrame(data, index=index)
     frame.columns = columns
     frame.attrs.update(record.get("attrs", {}))

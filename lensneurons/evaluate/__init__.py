@@ -18,7 +18,7 @@ Examples:
     True
 """
 
-from lensneurons.evaluate.deltas import SequenceNLL, nll_delta, ppl_ratio, specificity
+from lensneurons.evaluate.deltas import nll_delta, ppl_ratio, specificity
 from lensneurons.evaluate.fallback import (
     FallbackResult,
     fallback,
@@ -28,12 +28,8 @@ from lensneurons.evaluate.fallback import (
 )
 from lensneurons.evaluate.forcing import ForcingResult, forcing_rate, wilson_interval
 from lensneurons.evaluate.generation import KVCacheCheck, check_kv_cache, decoding_mode, generate
-from lensneurons.evaluate.perplexity import (
-    Perplexity,
-    PerplexityMatrix,
-    perplexity,
-    perplexity_matrix,
-)
+from lensneurons.evaluate.nll import Perplexity, PerplexityMatrix, SequenceNLL
+from lensneurons.evaluate.perplexity import perplexity, perplexity_matrix
 from lensneurons.evaluate.shift import (
     ShiftItem,
     ShiftResult,

@@ -1,6 +1,6 @@
 """Changes of mean NLL against the ``"none"`` row, with paired bootstrap intervals.
 
-The rows of a :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix` scored the same held-out
+The rows of a :class:`~lensneurons.evaluate.nll.PerplexityMatrix` scored the same held-out
 sequences; each row's per-sequence NLL (:class:`SequenceNLL`, in ``matrix.per_sequence``) lets
 :func:`nll_delta` resample sequences *paired* across rows. :func:`ppl_ratio` and
 :func:`specificity` summarise the changes. A bare DataFrame of mean NLL (e.g. read back from a CSV
@@ -16,98 +16,16 @@ Examples:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from jaxtyping import Float, Integer, Shaped
 
 from lensneurons.core import checks as _checks
-from lensneurons.core.figures import axes
-from lensneurons.core.result import Result
-from lensneurons.errors import MissingStatisticError, ParameterError, ShapeMismatchError
+from lensneurons.errors import MissingStatisticError, ParameterError
+from lensneurons.evaluate.nll import PerplexityMatrix, SequenceNLL
 
 _BOOTSTRAP_BLOCK = 1 << 22  # resampled sequence indices held at once by nll_delta
-
-
-@dataclass(frozen=True, eq=False)
-class SequenceNLL(Result):
-    """Summed NLL and counted tokens of every evaluated sequence.
-
-    Sequences are in the corpus's batch order (deterministic: the same corpus, tokenizer and
-    ``max_tokens_per_group`` give the same order), so the rows of a
-    :func:`perplexity_matrix` describe the same sequences and can be compared pairwise. The
-    arrays are read-only. Equality compares contents and returns a bool; a deep copy returns the
-    object itself. ``.table()`` has one row per sequence, ``.plot()`` the spread of the
-    per-token mean NLL of each group's sequences.
-
-    Attributes:
-        groups: the corpus's group names, in order.
-        group: the group name of each sequence.
-        nll_sum: summed NLL of each sequence's counted tokens (float64).
-        n_tokens: counted tokens of each sequence (int64).
-    """
-
-    groups: tuple[str, ...]
-    # given as arrays or lists of one entry per sequence; stored as read-only arrays
-    group: Shaped[np.ndarray, " seq"] | Sequence[str]
-    nll_sum: Float[np.ndarray, " seq"] | Sequence[float]
-    n_tokens: Integer[np.ndarray, " seq"] | Sequence[int]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "groups", tuple(self.groups))
-        for name, dtype in (("group", np.str_), ("nll_sum", np.float64), ("n_tokens", np.int64)):
-            array = np.array(getattr(self, name), dtype=dtype)
-            array.setflags(write=False)
-            object.__setattr__(self, name, array)
-        if not len(self.group) == len(self.nll_sum) == len(self.n_tokens):
-            raise ShapeMismatchError(
-                "group, nll_sum and n_tokens must have one entry per sequence.")
-
-    def __len__(self) -> int:
-        return len(self.nll_sum)
-
-    def __repr__(self) -> str:
-        return f"SequenceNLL({len(self)} sequences; groups: {', '.join(self.groups)})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SequenceNLL):
-            return NotImplemented
-        return (self.groups == other.groups and np.array_equal(self.group, other.group)
-                and np.array_equal(self.n_tokens, other.n_tokens)
-                and np.array_equal(self.nll_sum, other.nll_sum, equal_nan=True))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> SequenceNLL:
-        return self  # immutable: pandas deep-copies attrs on every operation
-
-    def same_sequences(self, other: SequenceNLL) -> bool:
-        """Whether ``other`` covers the same sequences (groups and token counts, in order)."""
-        return (self.groups == other.groups and np.array_equal(self.group, other.group)
-                and np.array_equal(self.n_tokens, other.n_tokens))
-
-    def table(self) -> pd.DataFrame:
-        """One row per sequence, columns ``group``, ``nll_sum`` and ``n_tokens``."""
-        return pd.DataFrame({"group": self.group.tolist(), "nll_sum": self.nll_sum,
-                             "n_tokens": self.n_tokens},
-                            index=pd.RangeIndex(len(self), name="sequence"))
-
-    def plot(self, ax: Any = None) -> Any:
-        """Box plot per group of each sequence's mean NLL per counted token."""
-        fig, ax = axes(ax, (1.5 + 0.8 * len(self.groups), 3.5))
-        counted = self.n_tokens > 0
-        per_token = self.nll_sum[counted] / self.n_tokens[counted]
-        group = self.group[counted]
-        ax.boxplot([per_token[group == g] for g in self.groups])
-        ax.set_xticks(range(1, len(self.groups) + 1), list(self.groups))
-        ax.set_xlabel("group")
-        ax.set_ylabel("mean NLL per token (nats)")
-        ax.set_title(f"{len(self)} held-out sequences")
-        fig.tight_layout()
-        return fig
 
 
 def nll_delta(
@@ -131,7 +49,7 @@ def nll_delta(
     (``m``: its sequences with counted tokens), the same for every row.
 
     Args:
-        matrix: the :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix` of
+        matrix: the :class:`~lensneurons.evaluate.nll.PerplexityMatrix` of
             :func:`perplexity_matrix` (its ``per_sequence`` gives the intervals), or a
             DataFrame of mean NLL with a ``"none"`` row (changes only, e.g. one read back from
             a CSV file).
@@ -205,17 +123,9 @@ def nll_delta(
     return table
 
 
-def _is_matrix(value: Any) -> bool:
-    """Whether ``value`` is a PerplexityMatrix: a result whose ``per_sequence`` maps rows.
-
-    (Tested by what it holds: :mod:`lensneurons.evaluate.perplexity` imports this module.)
-    """
-    return isinstance(value, Result) and isinstance(getattr(value, "per_sequence", None), Mapping)
-
-
 def _unpack(matrix: Any) -> tuple[pd.DataFrame, dict[str, SequenceNLL] | None]:
     """The mean-NLL table of ``matrix`` and its per-sequence data (``None`` for a DataFrame)."""
-    if _is_matrix(matrix):
+    if isinstance(matrix, PerplexityMatrix):
         frame, per_sequence = matrix.table(), dict(matrix.per_sequence)
     elif isinstance(matrix, pd.DataFrame):
         if "per_sequence" in matrix.attrs:
@@ -286,7 +196,7 @@ def ppl_ratio(matrix: Any) -> pd.DataFrame:
     """Perplexity ratio against the ``"none"`` row: ``exp(delta NLL)``.
 
     Args:
-        matrix: a :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix`, or a DataFrame
+        matrix: a :class:`~lensneurons.evaluate.nll.PerplexityMatrix`, or a DataFrame
             of mean NLL with a ``"none"`` row (as :func:`nll_delta` takes it).
     """
     return np.exp(nll_delta(matrix))
@@ -302,7 +212,7 @@ def specificity(delta: Any) -> pd.Series:
 
     Args:
         delta: the DataFrame of :func:`nll_delta`, or the
-            :class:`~lensneurons.evaluate.perplexity.PerplexityMatrix` itself (its changes are
+            :class:`~lensneurons.evaluate.nll.PerplexityMatrix` itself (its changes are
             taken first).
 
     Raises:
@@ -317,7 +227,7 @@ def specificity(delta: Any) -> pd.Series:
         >>> specificity(delta).round(2).to_dict()
         {'fr': 3.0, 'de': 5.0}
     """
-    if _is_matrix(delta):
+    if isinstance(delta, PerplexityMatrix):
         delta = nll_delta(delta)
     if not isinstance(delta, pd.DataFrame):
         raise ParameterError(f"delta must be the DataFrame of ln.nll_delta(matrix), got "

@@ -46,7 +46,12 @@ import torch
 from jaxtyping import Float, Int
 
 from lensneurons.core.model import ModelView, block_hook
-from lensneurons.core.sites import check_site_name, flatten_heads, unflatten_heads
+from lensneurons.core.sites import (
+    check_site_name,
+    flatten_heads,
+    site_family,
+    unflatten_heads,
+)
 from lensneurons.errors import (
     EmptyInterventionWarning,
     LensNeuronsError,
@@ -303,8 +308,9 @@ def _hooks(neurons: NeuronSet, op: str, values: Values, *, layers: Iterable[int]
             f"{tuple(neurons.mask.shape)}, got shape {tuple(values.shape)}."
         )
     positions = _check_positions(positions)
-    family = neurons.site.partition(":")[0] if ":" in neurons.site else ""
-    first, write_layer = _WRITERS.get(family, _unit_writer)(neurons, op, model)
+    family = site_family(neurons.site)  # None: the model's own sites
+    make = _unit_writer if family is None else _WRITERS[family.prefix]
+    first, write_layer = make(neurons, op, model)
     chosen = neurons.resolve_layers(layers)
     hooks: HookList = list(first)
     indices = neurons.indices
