@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 PIN := -c constraints/tl4.txt
 PIN_TL2 := -c constraints/tl2.txt
 
-.PHONY: setup setup-tl2 setup-real test test-tl2 test-real demo check docs notebooks bench clean \
-	errors-doc constraints-refresh
+.PHONY: setup setup-tl2 setup-real test test-tl2 test-real demo check docs notebooks bench clean cards \
+	errors-doc constraints-refresh notebooks-refresh
 
 setup: $(VENV)/.installed
 
@@ -80,6 +80,22 @@ errors-doc: setup
 notebooks: setup-real
 	$(VENV)/bin/python -m pytest -q --nbmake notebooks/
 
+# Execute every notebook in place and save its outputs (what the docs site shows; 10 to 15 minutes
+# on an idle 2-core CPU). The notebooks show their figures with %matplotlib inline, whatever
+# MPLBACKEND says; tests/test_notebooks.py checks what is saved; scripts/gallery.py then copies the
+# home page's figures out of them.
+notebooks-refresh: setup-real
+	env -u MPLBACKEND TOKENIZERS_PARALLELISM=false $(VENV)/bin/jupyter nbconvert --to notebook \
+		--execute --inplace --ExecutePreprocessor.timeout=3600 notebooks/*.ipynb
+
+# The model cards the docs ship (docs/model_card.md): each page written by `lensneurons report`.
+cards: setup-real
+	$(VENV)/bin/lensneurons report --model organism --out build/cards/organism --overwrite
+	$(VENV)/bin/lensneurons report --model gemma-3-270m --out build/cards/gemma-3-270m --overwrite
+	mkdir -p docs/cards
+	cp build/cards/organism/index.html docs/cards/organism.html
+	cp build/cards/gemma-3-270m/index.html docs/cards/gemma-3-270m.html
+
 docs: setup
 	$(VENV)/bin/mkdocs build --strict
 
@@ -100,4 +116,4 @@ constraints-refresh:
 	rm -rf .venv-pins .venv-pins-tl2
 
 clean:
-	rm -rf $(VENV) $(VENV_TL2) demo-output site
+	rm -rf $(VENV) $(VENV_TL2) demo-output site build

@@ -60,6 +60,7 @@ from lensneurons.intervene import add_activation, amplify, deactivate, set_activ
 from lensneurons.lens import TunedLens, latent_language, logit_lens, mwork, prompts
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.sae import SAE, sae_site
+from lensneurons.show import ModelCard, report
 from lensneurons.stats import ActivationStats, collect
 from lensneurons.subjects import models, organism, real_stats
 
@@ -85,6 +86,8 @@ __all__ = [  # noqa: RUF022 -- pipeline order, not alphabetical
     "forcing_rate", "steering_shift", "sweep", "fallback",
     # the lens
     "logit_lens", "latent_language", "mwork", "TunedLens", "prompts",
+    # show: the multilingual model card
+    "report", "ModelCard",
     # errors: the base class here, every other one in ln.errors
     "LensNeuronsError",
 ]

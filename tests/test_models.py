@@ -127,3 +127,25 @@ def test_a_damaged_cache_is_refused_then_rebuilt(cache, fake_gguf, monkeypatch):
         models.convert_gguf(fake_gguf)
     assert models.convert_gguf(fake_gguf, rebuild=True) == folder
     assert (folder / "config.json").read_text() == "{}"
+
+
+def test_progress_false_silences_transformers_bars(capsys):
+    """progress=False reaches transformers' own bars ("Loading weights", its GGUF reader's)."""
+    import importlib
+
+    from transformers.utils import logging as hf_logging
+
+    gguf_reader = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    bar = gguf_reader.tqdm
+    assert hf_logging.is_progress_bar_enabled()
+    with models._transformers_progress(False):
+        assert not hf_logging.is_progress_bar_enabled()
+        list(gguf_reader.tqdm(range(3), desc="GGUF bar"))
+    assert "GGUF bar" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled() and gguf_reader.tqdm is bar
+    model = models.load(organism.organism_dir(), device="cpu", progress=False)
+    assert "Loading weights" not in capsys.readouterr().err
+    assert model.cfg.n_layers == organism.load().cfg.n_layers   # the organism: never a bar
+    assert "Loading weights" not in capsys.readouterr().err
+    with models._transformers_progress(True):
+        assert hf_logging.is_progress_bar_enabled() and gguf_reader.tqdm is bar

@@ -3,7 +3,7 @@
 import pytest
 
 import lensneurons as ln
-from lensneurons.cli import ORGANISM_TOP_RATE, main
+from lensneurons.cli import main
 from lensneurons.subjects import organism
 
 
@@ -19,7 +19,7 @@ def stats(model):
 
 @pytest.fixture(scope="module")
 def delta(model, stats):
-    neurons = ln.lape(stats, top_rate=ORGANISM_TOP_RATE)
+    neurons = ln.lape(stats, top_rate=ln.organism.TOP_RATE)
     heldout = ln.Corpus.from_texts(organism.texts("heldout"))
     return ln.nll_delta(ln.perplexity_matrix(model, heldout, neurons, progress=False))
 
@@ -34,9 +34,9 @@ def test_deactivating_a_language_hurts_that_language_most(delta, language):
 
 
 def test_lape_sets_on_the_organism(stats):
-    neurons = ln.lape(stats, top_rate=ORGANISM_TOP_RATE)
+    neurons = ln.lape(stats, top_rate=ln.organism.TOP_RATE)
     n_layers, width = stats.shape
-    assert len(neurons.union()) == round(ORGANISM_TOP_RATE * n_layers * width)
+    assert len(neurons.union()) == round(ln.organism.TOP_RATE * n_layers * width)
     assert all(len(neurons[lang]) > 0 for lang in organism.LANGUAGES if lang != "en")
 
 

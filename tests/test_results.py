@@ -50,10 +50,20 @@ def make_coverage(organism, stats):
     return ln.corpora.coverage(ln.corpora.load_sample(["fr"])["fr"][:8], lexicon)
 
 
+def make_card(organism, stats):  # the whole report is made in tests/test_report.py
+    from lensneurons.show.card import CardSection, figure_png
+
+    sets = ln.lape(stats, top_rate=0.05)
+    section = CardSection("lape", "Language neurons", "Sets per layer.", sets.table(),
+                          figure_png(sets.plot()))
+    return ln.ModelCard(title="organism", model={"n_layers": 4}, sections=[section],
+                        fingerprint=ln.ModelView(organism).fingerprint())
+
+
 MAKERS = {
     "stats": (make_stats, ln.ActivationStats), "sets": (make_sets, ln.NeuronSets),
     "lexicon": (make_lexicon, ln.corpora.Lexicon), "mix": (make_mix, ln.corpora.MixResult),
-    "coverage": (make_coverage, ln.corpora.Coverage),
+    "coverage": (make_coverage, ln.corpora.Coverage), "card": (make_card, ln.ModelCard),
 }
 
 

@@ -30,7 +30,8 @@ def axes(ax: Any, size: tuple[float, float]) -> tuple[Any, Any]:
 def plot_layer_histogram(table: pd.DataFrame, *, ax: Any = None, stacked: bool = True) -> Any:
     """Units per layer (x) and group (colour) from a group x layer count table."""
     fig, ax = axes(ax, (max(6.0, 0.3 * table.shape[1]), 3.5))
-    table.T.plot.bar(ax=ax, stacked=stacked, width=0.85, colormap="tab10")
+    colours = "tab10" if table.shape[0] <= 10 else "tab20"  # no colour shared by two groups
+    table.T.plot.bar(ax=ax, stacked=stacked, width=0.85, colormap=colours)
     ax.set_xlabel("layer")
     ax.set_ylabel("neurons")
     ax.set_title("Neurons per layer")
@@ -41,13 +42,18 @@ def plot_layer_histogram(table: pd.DataFrame, *, ax: Any = None, stacked: bool =
 
 def plot_matrix(
     matrix: pd.DataFrame, *, ax: Any = None, title: str = "Δ mean NLL", fmt: str = "{:.2f}",
-    cmap: str = "RdBu_r",
+    cmap: str = "RdBu_r", centered: bool = True,
 ) -> Any:
-    """Heatmap of a deactivated x evaluated matrix (e.g. :func:`lensneurons.nll_delta`)."""
+    """Heatmap of a deactivated x evaluated matrix (e.g. :func:`lensneurons.nll_delta`).
+
+    ``centered``: colours symmetric around 0 (changes); else from 0 to the largest value
+    (overlaps, rates).
+    """
     fig, ax = axes(ax, (1.0 + 0.7 * matrix.shape[1], 1.0 + 0.45 * matrix.shape[0]))
     values = matrix.to_numpy(dtype=float)
     bound = float(abs(values).max()) or 1.0
-    image = ax.imshow(values, cmap=cmap, vmin=-bound, vmax=bound, aspect="auto")
+    image = ax.imshow(values, cmap=cmap, vmin=-bound if centered else 0.0, vmax=bound,
+                      aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns])
     ax.set_yticks(range(matrix.shape[0]), [str(r) for r in matrix.index])
     ax.set_xlabel(matrix.columns.name or "evaluated")

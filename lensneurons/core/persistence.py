@@ -73,7 +73,9 @@ from lensneurons.errors import (
 FORMAT_VERSION = 3
 #: The kinds of result this package writes (the file stem of both files).
 KINDS = ("stats", "neurons", "tuned_lens", "checkpoint", "attribution", "plnd", "sweep", "result",
-         "sae")
+         "sae", "card")
+#: Files a kind writes beside its two (a model card's page); each is named by the caller.
+COMPANIONS = {"card": ("index.html",)}
 #: The JSON key holding the layer's own bookkeeping (format 3).
 NAMESPACE = "lensneurons"
 #: Top-level JSON keys metadata may not use.
@@ -119,7 +121,8 @@ def _encode(meta: dict[str, Any]) -> str:
 def _holds_result(folder: Path) -> bool:
     """Whether ``folder`` holds one result and nothing else (so replacing it loses nothing)."""
     names = {p.name for p in folder.iterdir()}
-    return any(names == {f"{kind}.json", f"{kind}.safetensors"} for kind in KINDS)
+    return any(names - set(COMPANIONS.get(kind, ())) == {f"{kind}.json", f"{kind}.safetensors"}
+               for kind in KINDS)
 
 
 def check_writable(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -269,6 +272,7 @@ def save_result(
     *,
     overwrite: bool = False,
     model: Any = None,
+    companions: dict[str, bytes] | None = None,
 ) -> Path:
     """Write ``tensors`` and ``meta`` as the folder ``path``, atomically.
 
@@ -279,6 +283,9 @@ def save_result(
         meta: JSON-able provenance; numpy and torch scalars and paths are converted. Any key but
             :data:`RESERVED`; an ``"environment"`` key is replaced by this save's environment.
         overwrite: replace a result already at ``path``.
+        companions: files written in the same folder, in the same atomic swap (names among
+            ``COMPANIONS[kind]``, e.g. a card's ``index.html``); the caller records their
+            digests in ``meta`` if a load should check them.
         model: the model the result was made with, when the caller has it (or a mapping with
             ``model_dtype`` / ``model_device``): its dtype and device enter the environment.
 
@@ -290,6 +297,10 @@ def save_result(
     """
     if kind not in KINDS:
         raise ParameterError(f"Unknown result kind {kind!r}; kinds: {KINDS}.")
+    extra = dict(companions or {})
+    if set(extra) - set(COMPANIONS.get(kind, ())):
+        raise ParameterError(f"A {kind} result writes no files {sorted(extra)} beside its own; "
+                             f"allowed: {list(COMPANIONS.get(kind, ()))}.")
     taken = [key for key in RESERVED if key in meta]
     if taken:
         raise ParameterError(
@@ -316,6 +327,8 @@ def save_result(
         document[NAMESPACE]["digest"] = _digest(document, tensor_file)
         text = json.dumps(document, indent=1, ensure_ascii=False)
         (partial / f"{kind}.json").write_text(text, encoding="utf-8")
+        for name, data in extra.items():
+            (partial / name).write_bytes(data)
 
     return write_folder(folder, write, token)
 

@@ -1,4 +1,4 @@
-"""Show: figures (matplotlib) and token views (circuitsvis); ``ln.viz`` is this package.
+"""Show: figures, token views and the model card; ``ln.viz`` is this package.
 
 Layer histograms of neuron sets and heatmaps of perplexity matrices: every ``plot_*`` function
 returns the matplotlib ``Figure``; save it with ``fig.savefig(path)``.
@@ -8,6 +8,10 @@ group's neurons fire on each token of a text; it renders in notebooks and in a f
 :func:`save_html`, without network (circuitsvis's JavaScript bundle is inlined, never loaded from
 a CDN).
 
+:func:`report` measures everything the package knows about one model and returns a
+:class:`ModelCard`, one self-contained HTML page (``card.save(folder)`` writes
+``folder/index.html``).
+
 Examples:
     >>> import pandas as pd, lensneurons as ln
     >>> table = pd.DataFrame({0: [3, 1], 1: [0, 4]}, index=["fr", "de"])
@@ -15,6 +19,8 @@ Examples:
 """
 
 from lensneurons.core.figures import plot_layer_histogram, plot_matrix
+from lensneurons.show.card import CardSection, ModelCard
+from lensneurons.show.report import report
 from lensneurons.show.token_views import (
     SINGLE_GROUP,
     TokenView,
@@ -25,9 +31,12 @@ from lensneurons.show.token_views import (
 
 __all__ = [
     "SINGLE_GROUP",
+    "CardSection",
+    "ModelCard",
     "TokenView",
     "plot_layer_histogram",
     "plot_matrix",
+    "report",
     "save_html",
     "token_activity",
     "token_activity_table",

@@ -20,7 +20,9 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import hashlib
 import importlib.util
 import json
@@ -28,6 +30,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,7 +213,8 @@ def load(name_or_path: str | os.PathLike[str], *, dtype: torch.dtype | None = No
             fp32, the exact dequantized values, and cast on load.
         device: where to put the model (default: the GPU when available, else the CPU; under
             ``torchrun`` the GPU of the process's ``LOCAL_RANK``).
-        progress: show progress bars while converting.
+        progress: show progress bars: the conversion's and transformers' own ("Loading weights").
+            ``False`` turns both off.
         rebuild: convert a GGUF file again even when its cache exists.
 
     Returns:
@@ -231,6 +235,45 @@ def load(name_or_path: str | os.PathLike[str], *, dtype: torch.dtype | None = No
         ModelSourceError: the folder holds no weights, damaged or truncated weights, or a
             config that does not match its weights (other sizes or another number of layers).
     """
+    with _transformers_progress(progress):
+        return _load(name_or_path, dtype=dtype, device=device, progress=progress, rebuild=rebuild)
+
+
+@contextlib.contextmanager
+def _transformers_progress(progress: bool) -> Iterator[None]:
+    """Turn transformers' own progress bars (weight loading, downloads) off unless ``progress``.
+
+    transformers' switch (``disable_progress_bar``) covers every bar but its GGUF reader's, which
+    calls ``tqdm.auto`` directly: that module's ``tqdm`` is replaced by a disabled one for the
+    duration. Restores what it found on entry, so a caller who turned the bars off keeps them off.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if progress:
+        yield
+        return
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    gguf_reader: Any = None
+    try:
+        gguf_reader = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    except ImportError:  # a transformers without GGUF support reads no GGUF file either
+        pass
+    bar = getattr(gguf_reader, "tqdm", None)
+    if bar is not None:
+        gguf_reader.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        if bar is not None:
+            gguf_reader.tqdm = bar
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load(name_or_path: str | os.PathLike[str], *, dtype: torch.dtype | None,
+          device: str | torch.device | None, progress: bool, rebuild: bool) -> Any:
+    """:func:`load` itself, inside :func:`_transformers_progress`."""
     dtype = dtype or torch.float32
     device = torch.device(device or _default_device())
     name = str(name_or_path)
@@ -385,7 +428,7 @@ def convert_gguf(path: str | os.PathLike[str], *, progress: bool = True, rebuild
 
     Args:
         path: the ``.gguf`` file.
-        progress: show progress bars.
+        progress: show progress bars (the conversion's and transformers' own).
         rebuild: convert again even if a cache exists.
         expected_sha256: refuse a file with another hash.
 
@@ -422,7 +465,8 @@ def convert_gguf(path: str | os.PathLike[str], *, progress: bool = True, rebuild
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        hf_name = _write_converted(path, tmp, architecture, progress)
+        with _transformers_progress(progress):
+            hf_name = _write_converted(path, tmp, architecture, progress)
         files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir())}
         manifest = {"format": _MANIFEST_FORMAT, "source": str(path), "sha256": digest,
                     "gguf_architecture": architecture, "hf_name": hf_name,

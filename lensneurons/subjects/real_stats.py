@@ -5,7 +5,8 @@ A collection over a real corpus takes minutes on a CPU, so it is done once, by
 Tests, notebooks and benchmarks reuse that one file; everything downstream of it (LAPE, the
 perplexity matrix, the lens) is computed live.
 
-The corpus is the machine's gettext catalogs (:mod:`lensneurons.corpora.gettext`) in
+The corpus is the machine's gettext catalogs (:mod:`lensneurons.corpora.gettext`; the catalogs
+listed in ``data/real/gettext_domains.txt``, so packages installed later change nothing) in
 :data:`LANGUAGES` (Latin, Cyrillic, Greek, Han, Kana and Hangul scripts), each language's lines
 shuffled with a fixed seed and split into :data:`N_HELDOUT` held-out lines and training lines.
 Training lines are packed into windows of :data:`WINDOW` tokens and counted up to
@@ -85,9 +86,25 @@ def _short_name(name: str) -> str:
     )
 
 
+def domains() -> list[str]:
+    """The gettext catalogs (file stems) the shipped statistics were collected on.
+
+    Only these are read, so a package installed later (a browser brings its own catalogs) does
+    not change the corpus; a catalog missing here only removes lines, which :func:`heldout`
+    notices through the digest.
+
+    Examples:
+        >>> "glib20" in domains()
+        True
+    """
+    lines = (_real_root() / "gettext_domains.txt").read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def texts() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """``(train, heldout)`` lines per language of :data:`LANGUAGES` from the gettext catalogs."""
-    return split_heldout(load_gettext(LANGUAGES), n_heldout=N_HELDOUT, seed=SEED)
+    return split_heldout(load_gettext(LANGUAGES, domains=domains()), n_heldout=N_HELDOUT,
+                         seed=SEED)
 
 
 def train_corpus(train: dict[str, list[str]]) -> Corpus:
