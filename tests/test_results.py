@@ -51,7 +51,8 @@ def make_coverage(organism, stats):
 
 
 def make_card(organism, stats):  # the whole report is made in tests/test_report.py
-    from lensneurons.show.card import CardSection, figure_png
+    from lensneurons.core.figures import figure_png
+    from lensneurons.show.card import CardSection
 
     sets = ln.lape(stats, top_rate=0.05)
     section = CardSection("lape", "Language neurons", "Sets per layer.", sets.table(),

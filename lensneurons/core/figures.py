@@ -12,8 +12,10 @@ Examples:
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -65,3 +67,13 @@ def plot_matrix(
     fig.colorbar(image, ax=ax, shrink=0.8)
     fig.tight_layout()
     return fig
+
+
+def figure_png(fig: Any, dpi: int = 90) -> np.ndarray:
+    """A figure as PNG bytes (a ``uint8`` array), closed afterwards (notebooks draw it once)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return np.frombuffer(buffer.getvalue(), dtype=np.uint8).copy()

@@ -37,7 +37,6 @@ import base64
 import dataclasses
 import html
 import importlib
-import io
 import math
 import os
 from pathlib import Path
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lensneurons.core.figures import figure_png
 from lensneurons.core.model import ModelView
 from lensneurons.core.persistence import load_result, save_result
 from lensneurons.errors import CorruptResultError
@@ -137,12 +137,7 @@ class Result:
 
 def figure_html(fig: Any) -> str:
     """A figure as an inline PNG ``<img>``, closed afterwards (notebooks do not draw it twice)."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    data = base64.b64encode(figure_png(fig).tobytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}"/>'
 
 

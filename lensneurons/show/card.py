@@ -212,16 +212,6 @@ class ModelCard(Result):
         return card
 
 
-def figure_png(fig: Any, dpi: int = 90) -> np.ndarray:
-    """A matplotlib figure as PNG bytes (``uint8`` array), the figure closed afterwards."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return np.frombuffer(buffer.getvalue(), dtype=np.uint8).copy()
-
-
 def _section_html(section: CardSection) -> str:
     parts = [f'<section id="{html.escape(section.key)}">',
              f"<h2>{html.escape(section.title)}</h2>",
