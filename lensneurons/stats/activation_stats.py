@@ -164,7 +164,8 @@ class ActivationStats(Result):
         if value is None:
             raise MissingStatisticError(
                 f"These statistics hold no {name!r} (made from counts, or collected without "
-                "it). Collect with lensneurons.collect(..., sequence_stats=True) for "
+                "it). Collect with lensneurons.collect(..., value_stats=True) (the default) for "
+                "sums, sums of squares and maxima, and with sequence_stats=True for "
                 "per-sequence statistics."
             )
         return value[self.index(group)]

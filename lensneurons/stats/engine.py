@@ -53,6 +53,7 @@ def collect(
     max_tokens_per_group: int | None = None,
     sequence_stats: bool = False,
     document_stats: bool = False,
+    value_stats: bool = True,
     progress: bool = True,
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -79,6 +80,10 @@ def collect(
             (``n_docs``), as SAE-LAPE's per-example rule needs (:func:`lensneurons.sae_lape`).
             A document is one text or example, so the corpus must not pack texts
             (``pack=False``) and no text may be longer than the window.
+        value_stats: keep the sums, sums of squares and maxima of the activation values
+            (``mean``, ``std``, steering values). ``False`` keeps the counts only, which is all
+            LAPE, the ternary split and the other count-based detectors read, and skips most
+            of the hooks' work (Gemma 3 270M: ``collect`` 1.12x -> 1.03x the pass it needs).
         progress: show a progress bar.
         checkpoint: a folder to save the run's progress into, atomically, every
             ``checkpoint_every`` batches, on Ctrl-C and at the end.
@@ -124,6 +129,7 @@ def collect(
                                                          "max_tokens_per_group")
     _checks.flag(sequence_stats, "sequence_stats")
     _checks.flag(document_stats, "document_stats")
+    _checks.flag(value_stats, "value_stats")
     _checks.flag(progress, "progress")
     check_site_name(site)
     plan = Plan.resolve(checkpoint, checkpoint_every, resume)
@@ -136,7 +142,8 @@ def collect(
     tokenized = tokenized.limit(max_tokens_per_group)
     run = _Run(view, get_site(view, site), tokenized, plan, group, repr(corpus), dict(
         site=site, batch_size=batch_size, max_tokens_per_group=max_tokens_per_group,
-        sequence_stats=sequence_stats, document_stats=document_stats, groups=corpus.groups,
+        sequence_stats=sequence_stats, document_stats=document_stats, value_stats=value_stats,
+        groups=corpus.groups,
         n_batches=tokenized.n_batches(batch_size)))
     _agree(group, run.resume)
     if group is not None:
@@ -198,7 +205,7 @@ class _Run:
             group.check_same({**self.identity, "checkpoints": [plan.write is not None,
                                                                plan.every]})
         self.acc = Accumulators(where, len(settings["groups"]), settings["sequence_stats"],
-                                settings["document_stats"])
+                                settings["document_stats"], settings["value_stats"])
         self.last_read = where.read_hook(where.n_layers - 1)  # nothing after it is needed
         self.n_batches: int = settings["n_batches"]
         self.first = self.done = self.saved = self.ran = self.splits = self.index = 0
