@@ -1,6 +1,7 @@
 """Perplexity and the deactivation matrix against a direct computation."""
 
 import copy
+import importlib
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,15 @@ def test_row_wise_nll_equals_whole_batch_cross_entropy(organism, heldout):
         assert table.loc[group, "mean_nll"] == pytest.approx(old_mean, abs=1e-6)
 
 
-def test_scoring_holds_at_most_one_sequence_in_fp32(organism, heldout, monkeypatch):
+@pytest.mark.parametrize("piece_rows", [None, 3])
+def test_scoring_reads_small_fp32_pieces(organism, heldout, monkeypatch, piece_rows):
+    """Each cross-entropy call scores one piece of one row, never the batch's logits; smaller
+    pieces give the same NLL."""
+    perplexity_module = importlib.import_module("lensneurons.evaluate.perplexity")
+    expected = ln.perplexity(organism, heldout, batch_size=8, progress=False)
+    vocab = organism.cfg.d_vocab
+    if piece_rows is not None:
+        monkeypatch.setattr(perplexity_module, "_PIECE_ELEMENTS", piece_rows * vocab)
     calls = []
     cross_entropy = F.cross_entropy
 
@@ -122,12 +131,15 @@ def test_scoring_holds_at_most_one_sequence_in_fp32(organism, heldout, monkeypat
         return cross_entropy(logits, targets, *args, **kwargs)
 
     monkeypatch.setattr(F, "cross_entropy", spy)
-    ln.perplexity(organism, heldout, batch_size=8, progress=False)
+    result = ln.perplexity(organism, heldout, batch_size=8, progress=False)
     longest = max(len(seq.tokens) for seq in heldout.tokenize(organism).sequences)
     assert calls and all(len(shape) == 2 and dtype == torch.float32 for shape, dtype in calls)
-    # Each call scores half a sequence at most: its fp32 copy and log-softmax together take
-    # at most one sequence's logits, never the batch's [8, pos, vocab].
-    assert 2 * max(shape[0] for shape, _ in calls) <= longest
+    rows = max(shape[0] for shape, _ in calls)
+    assert rows < longest  # one row's positions at most: never [8, pos, vocab]
+    if piece_rows is not None:
+        assert rows == piece_rows
+    assert result.per_sequence.nll_sum == pytest.approx(expected.per_sequence.nll_sum,
+                                                        rel=1e-6, abs=1e-6)
 
 
 def test_per_sequence_sums_add_up_to_the_table(organism, heldout):
