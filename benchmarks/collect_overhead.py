@@ -13,8 +13,9 @@ What runs:
    every text cut to ``--seq-len`` tokens; ``lensneurons.Corpus.from_texts``.
 3. Timing, interleaved after a warm-up: (a) ``model(batch.tokens)`` under ``inference_mode``
    over exactly the batches of ``corpus.tokenize(model).batches(batch_size)``; (b)
-   ``collect(model, corpus)``; (c) ``collect(..., sequence_stats=True)`` (informational).
-   Medians of ``--repeats`` rounds; the ratios are ``(b)/(a)`` and ``(c)/(a)``.
+   ``collect(model, corpus)``; (c) ``collect(..., sequence_stats=True)`` (informational); (d)
+   ``collect(..., site="resid")``, the residual stream (the statistics of residual directions).
+   Medians of ``--repeats`` rounds; the ratios are ``(b)/(a)``, ``(c)/(a)`` and ``(d)/(a)``.
 4. Memory: a bare forward pass, then ``collect``, over the corpus and over 10x as many texts of
    the same lengths, each size in a fresh subprocess; the peak resident memory of each pass
    (``VmHWM`` reset through ``/proc/self/clear_refs``; ``ru_maxrss`` where that is unavailable).
@@ -145,6 +146,8 @@ def time_overhead(model: Any, corpus: ln.Corpus, args: argparse.Namespace) -> di
                                       progress=False),
         "collect_seq": lambda: ln.collect(model, corpus, batch_size=args.batch_size,
                                           sequence_stats=True, progress=False),
+        "collect_resid": lambda: ln.collect(model, corpus, batch_size=args.batch_size,
+                                            site="resid", progress=False),
     }
     for fn in runs.values():  # warm-up (also tokenizes the corpus once; it is cached)
         fn()
@@ -166,7 +169,10 @@ def time_overhead(model: Any, corpus: ln.Corpus, args: argparse.Namespace) -> di
         "forward_s": med["forward"],
         "collect_s": med["collect"],
         "collect_seq_s": med["collect_seq"],
+        "collect_resid_s": med["collect_resid"],
         "ratio": med["collect"] / med["forward"],
+        "ratio_resid": med["collect_resid"] / med["forward"],
+        "ratio_resid_cpu": med_cpu["collect_resid"] / med_cpu["forward"],
         "ratio_round_median": statistics.median(per_round),
         "ratio_seq": med["collect_seq"] / med["forward"],
         "forward_cpu_s": med_cpu["forward"],
@@ -292,6 +298,8 @@ def markdown(config: dict[str, Any], timing: dict[str, Any] | None,
             f"| `collect(sequence_stats=True)` | {timing['collect_seq_s']:.3f} s "
             f"| {timing['ratio_seq']:.3f} | {timing['collect_seq_cpu_s']:.3f} s "
             f"| {timing['ratio_seq_cpu']:.3f} |",
+            f"| `collect(site='resid')` | {timing['collect_resid_s']:.3f} s "
+            f"| {timing['ratio_resid']:.3f} | | {timing['ratio_resid_cpu']:.3f} |",
             "",
             f"Medians of {config['repeats']} interleaved rounds after a warm-up; median of the "
             f"per-round wall ratios: {timing['ratio_round_median']:.3f}; ratio of the fastest "

@@ -36,11 +36,14 @@ from lensneurons.corpora import Corpus, TokenizedCorpus
 from lensneurons.detect import (
     AttributionScores,
     CultureNeurons,
+    Directions,
     PLNDResult,
     TernaryResult,
     attribution,
     culture_neurons,
+    diffmean_directions,
     lape,
+    pca_directions,
     plnd,
     sae_lape,
     ternary,
@@ -56,7 +59,14 @@ from lensneurons.evaluate import (
     steering_shift,
     sweep,
 )
-from lensneurons.intervene import add_activation, amplify, deactivate, set_activation, steer
+from lensneurons.intervene import (
+    add_activation,
+    add_direction,
+    amplify,
+    deactivate,
+    set_activation,
+    steer,
+)
 from lensneurons.lens import TunedLens, latent_language, logit_lens, mwork, prompts
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.sae import SAE, sae_site
@@ -79,8 +89,10 @@ __all__ = [  # noqa: RUF022 -- pipeline order, not alphabetical
     # statistics -> neuron sets
     "lape", "ternary", "TernaryResult", "plnd", "PLNDResult", "attribution", "AttributionScores",
     "culture_neurons", "CultureNeurons", "sae_lape", "SAE", "sae_site", "NeuronSet", "NeuronSets",
+    # statistics of the residual stream -> directions (the baselines of neuron sets)
+    "diffmean_directions", "pca_directions", "Directions",
     # neuron sets -> fwd_hooks
-    "deactivate", "amplify", "set_activation", "add_activation", "steer",
+    "deactivate", "amplify", "set_activation", "add_activation", "steer", "add_direction",
     # evaluation under the hooks
     "perplexity", "perplexity_matrix", "nll_delta", "specificity",
     "forcing_rate", "steering_shift", "sweep", "fallback",

@@ -84,6 +84,10 @@ class ModelNotInstalledError(LensNeuronsError, ImportError):
     """A short model name was asked for whose registry package is not installed."""
 
 
+class MissingDependencyError(LensNeuronsError, ImportError):
+    """An optional package a function needs is not installed; the message names the extra."""
+
+
 class ModelSourceError(LensNeuronsError, ValueError):
     """A path or name is neither a Hugging Face folder, a GGUF file nor a known model."""
 
@@ -242,6 +246,10 @@ class SweepInterrupted(KeyboardInterrupt):
 # --- warnings -------------------------------------------------------------------------------
 class EmptyInterventionWarning(UserWarning):
     """Intervention hooks that select no unit: applying them changes nothing."""
+
+
+class EmptySetWarning(UserWarning):
+    """A detector gave a group no unit: its set would change nothing; loosen the threshold."""
 
 
 class KVCacheError(LensNeuronsError, RuntimeError):

@@ -14,6 +14,7 @@ import time
 import torch
 
 import lensneurons as ln
+from lensneurons.detect.plnd import DOC_FREQUENCY
 from lensneurons.subjects import real_stats
 
 NAME = "gemma-3-270m"
@@ -22,7 +23,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--n-lines", type=int, default=40, help="held-out lines per language")
 parser.add_argument("--min-tokens", type=int, default=4)
 parser.add_argument("--sites", nargs="+", default=["mlp", "attn.q", "attn.k", "attn.v"])
-parser.add_argument("--doc-frequency", type=float, default=0.9)
+parser.add_argument("--doc-frequency", type=float, default=DOC_FREQUENCY)
 parser.add_argument("--overwrite", action="store_true")
 args = parser.parse_args()
 

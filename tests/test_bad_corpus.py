@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from unittest import mock
+
 import _catalog
 import numpy as np
 import pytest
@@ -13,8 +16,10 @@ from lensneurons.errors import (
     EmptyGroupError,
     EmptyTokenizationError,
     InvalidTextError,
+    MissingDependencyError,
     NoGroupsError,
     ParameterError,
+    UnknownLanguageError,
 )
 
 TEXTS = {"en": ["The cat sleeps on the mat.", "A dog barks."],
@@ -81,6 +86,51 @@ def merged(name, first, second):
             {name: [*first, *second]}).tokenize(c.model).n_tokens.tolist()
 
     return check
+
+
+def dataset(**columns):
+    """A datasets.Dataset of these columns (default: two French and two English rows)."""
+    import datasets
+
+    columns = columns or {"text": [*TEXTS["fr"], *TEXTS["en"]], "lang": ["fr", "fr", "en", "en"]}
+    return datasets.Dataset.from_dict(columns)
+
+
+def from_dataset(ds=None, **kwargs):
+    return ln.Corpus.from_dataset(dataset() if ds is None else ds, **kwargs)
+
+
+def dataset_dict(**kwargs):
+    import datasets
+
+    return ln.Corpus.from_dataset(datasets.DatasetDict({"train": dataset(), "test": dataset()}),
+                                  **kwargs)
+
+
+def empty_dataset(c):
+    import datasets
+
+    return from_dataset(datasets.Dataset.from_dict({"text": [], "lang": []}))
+
+
+def typed_columns(text_type, text, group_type="string", groups=None):
+    """A Dataset whose columns have these feature types (so an empty-looking column keeps one)."""
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value(text_type),
+                                  "lang": datasets.Value(group_type)})
+    return datasets.Dataset.from_dict({"text": text, "lang": groups or ["fr"] * len(text)},
+                                      features=features)
+
+
+def without_datasets(c):
+    with mock.patch.dict(sys.modules, {"datasets": None}):
+        return ln.Corpus.from_dataset({"fr": ["Un."]}, group=None)
+
+
+def all_english(c):
+    return from_dataset(dataset(text=[*TEXTS["en"], *TEXTS["fr"]], lang=["fr", "fr", "en", "en"]),
+                        filter_language=True)
 
 
 CASES = [
@@ -186,6 +236,95 @@ CASES = [
          lambda c: tokenized(c).limit(0), ParameterError, "max_tokens_per_group"),
     Case("corpus-max-tokens-negative", "tokenized.limit(-5)",
          lambda c: tokenized(c).limit(-5), ParameterError, "max_tokens_per_group"),
+    # --- language filter --------------------------------------------------------------------
+    Case("corpus-filter-group-not-a-language",
+         "Corpus.from_texts({'python': [...], 'fr': [...]}, filter_language=True)",
+         lambda c: ln.Corpus.from_texts({"python": ["print(1)"], "culture_x": ["a"],
+                                         "fr": TEXTS["fr"]}, filter_language=True),
+         UnknownLanguageError,
+         r"not languages: 'python', 'culture_x'\. Pass filter_language=False, or rename"),
+    Case("corpus-filter-group-emptied",
+         "Corpus.from_texts({'fr': [english texts]}, filter_language=True)",
+         lambda c: ln.Corpus.from_texts({"fr": TEXTS["en"]}, filter_language=True),
+         EmptyGroupError, r"Group 'fr' is empty after the language filter.*found: en 2"),
+    Case("corpus-filter-examples", "Corpus(examples, examples=True, filter_language=True)",
+         lambda c: ln.Corpus({"fr": [("Q:", " chat")]}, examples=True, filter_language=True),
+         ParameterError, "texts, not to examples"),
+    Case("corpus-filter-flag-string", "Corpus.from_texts(texts, filter_language='yes')",
+         lambda c: ln.Corpus.from_texts(TEXTS, filter_language="yes"), ParameterError,
+         "filter_language must be True or False"),
+    # --- Hugging Face datasets --------------------------------------------------------------
+    Case("corpus-dataset-no-text-column", "Corpus.from_dataset(ds)  # columns sentence, lang",
+         lambda c: from_dataset(dataset(sentence=["Un."], lang=["fr"])), ParameterError,
+         r"has no column 'text'; its columns: 'sentence', 'lang'\. Pass text= the column of "
+         r"texts \('sentence'\)\."),
+    Case("corpus-dataset-no-group-column", "Corpus.from_dataset(ds, group='language')",
+         lambda c: from_dataset(group="language"), ParameterError,
+         r"no column 'language'; its columns: 'text', 'lang'\. Pass group="),
+    Case("corpus-dataset-text-not-string", "Corpus.from_dataset(ds)  # text: int64",
+         lambda c: from_dataset(dataset(text=[1, 2], lang=["fr", "en"])), InvalidTextError,
+         "text column 'text' of the dataset holds int64, not strings"),
+    Case("corpus-dataset-text-none", "Corpus.from_dataset(ds)  # a text is None",
+         lambda c: from_dataset(typed_columns("string", ["Un.", None])), InvalidTextError,
+         r"Row 1 of the dataset \(group 'fr'\) has NoneType None.*ds\.filter"),
+    Case("corpus-dataset-group-int", "Corpus.from_dataset(ds)  # lang: int64",
+         lambda c: from_dataset(dataset(text=["Un."], lang=[3])), ParameterError,
+         "group column 'lang' of the dataset holds int64, not group names"),
+    Case("corpus-dataset-group-none", "Corpus.from_dataset(ds)  # a group is None",
+         lambda c: from_dataset(typed_columns("string", ["Un.", "Deux."], groups=["fr", None])),
+         ParameterError, r"Row 1 of the dataset has NoneType None in group column 'lang', not a"),
+    Case("corpus-dataset-group-not-a-language",
+         "Corpus.from_dataset(ds, filter_language=True)  # lang: python, fr",
+         lambda c: from_dataset(dataset(text=["print(1)", "Un."], lang=["python", "fr"]),
+                                filter_language=True),
+         UnknownLanguageError, r"not languages: 'python'\. Pass filter_language=False"),
+    Case("corpus-dataset-empty", "Corpus.from_dataset(Dataset.from_dict({'text': [], ...}))",
+         empty_dataset, NoGroupsError, "The dataset has no rows"),
+    Case("corpus-dataset-empty-dict", "Corpus.from_dataset({}, group=None)",
+         lambda c: ln.Corpus.from_dataset({}, group=None), NoGroupsError,
+         "The dataset dict is empty"),
+    Case("corpus-dataset-group-empty", "Corpus.from_dataset({'fr': empty_ds}, group=None)",
+         lambda c: ln.Corpus.from_dataset({"fr": dataset(text=[])}, group=None),
+         EmptyGroupError, "The dataset of group 'fr' has no rows"),
+    Case("corpus-dataset-group-emptied-by-filter",
+         "Corpus.from_dataset(ds, filter_language=True)  # 'fr' rows in English",
+         all_english, EmptyGroupError, "Group 'fr' is empty after the language filter"),
+    Case("corpus-dataset-groups-absent", "Corpus.from_dataset(ds, groups=['de'])",
+         lambda c: from_dataset(groups=["fr", "de"]), EmptyGroupError,
+         r"groups= asks for 'de', but the dataset has no row of that group\. Groups read: "
+         "'fr'"),
+    Case("corpus-dataset-split-missing", "Corpus.from_dataset(dataset_dict, split='validation')",
+         lambda c: dataset_dict(split="validation"), ParameterError,
+         r"no split 'validation'; its splits: 'train', 'test'\. Pass one of them as split="),
+    Case("corpus-dataset-split-needed", "Corpus.from_dataset(dataset_dict)",
+         lambda c: dataset_dict(), ParameterError,
+         r"has the splits 'train', 'test': pass split='train'.*group=None"),
+    Case("corpus-dataset-split-of-a-dataset", "Corpus.from_dataset(ds, split='train')",
+         lambda c: from_dataset(split="train"), ParameterError,
+         "picks a split of a DatasetDict, but this is one Dataset"),
+    Case("corpus-dataset-group-none-one-dataset", "Corpus.from_dataset(ds, group=None)",
+         lambda c: from_dataset(group=None), ParameterError, r"group=None needs a \{group"),
+    Case("corpus-dataset-not-a-dataset", "Corpus.from_dataset(['a', 'b'])",
+         lambda c: ln.Corpus.from_dataset(["a", "b"]), ParameterError,
+         "reads a Hugging Face datasets.Dataset.*got list"),
+    Case("corpus-dataset-dict-of-lists", "Corpus.from_dataset({'fr': ['Un.']}, group=None)",
+         lambda c: ln.Corpus.from_dataset({"fr": ["Un."]}, group=None), ParameterError,
+         "use Corpus.from_texts"),
+    Case("corpus-dataset-budget-zero", "Corpus.from_dataset(ds, max_texts_per_group=0)",
+         lambda c: from_dataset(max_texts_per_group=0), ParameterError,
+         "max_texts_per_group must be an integer >= 1"),
+    Case("corpus-dataset-budget-float",
+         "Corpus.from_dataset(ds, max_tokens_per_group=1e4, tokenizer=model)",
+         lambda c: from_dataset(max_tokens_per_group=1e4, tokenizer=c.model), ParameterError,
+         "max_tokens_per_group must be an integer"),
+    Case("corpus-dataset-token-budget-without-tokenizer",
+         "Corpus.from_dataset(ds, max_tokens_per_group=1000)",
+         lambda c: from_dataset(max_tokens_per_group=1000), ParameterError,
+         "pass tokenizer=model"),
+    Case("corpus-dataset-groups-string", "Corpus.from_dataset(ds, groups='fr')",
+         lambda c: from_dataset(groups="fr"), ParameterError, "groups must be a list"),
+    Case("corpus-dataset-package-missing", "Corpus.from_dataset(...)  # datasets not installed",
+         without_datasets, MissingDependencyError, r"pip install 'lensneurons\[datasets\]'"),
 ]
 
 

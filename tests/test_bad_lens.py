@@ -20,6 +20,7 @@ from lensneurons.errors import (
     VocabularyError,
 )
 from lensneurons.lens import (
+    Patchscope,
     TunedLens,
     latent_language,
     logit_lens,
@@ -68,6 +69,17 @@ def tuned(n_layers=None, d_model=None):
 
 
 def untrained_is_identity(result, c):
+    assert torch.equal(result.entropy, lens(c).entropy)
+
+
+def patchscope_recorded(result, c):
+    """'patchscope' decodes every depth; the last one is the logit lens's."""
+    assert result.decoder["name"] == "patchscope" and result.decoder["kv_cache"]
+    assert torch.allclose(result.entropy[-1], lens(c).entropy[-1], atol=1e-4)
+
+
+def logit_recorded(result, c):
+    assert result.decoder == {"name": "logit_lens"}
     assert torch.equal(result.entropy, lens(c).entropy)
 
 
@@ -163,6 +175,30 @@ CASES = [
          ParameterError, "torch.bfloat16"),
     Case("lens-not-callable", "logit_lens(model, x, lens='tuned')",
          lambda c: lens(c, lens="tuned"), ParameterError, "translator"),
+    Case("lens-unknown-name", "logit_lens(model, x, lens='patch_scope')",
+         lambda c: lens(c, lens="patch_scope"), ParameterError,
+         r"Unknown lens 'patch_scope': pass None \(the logit lens\), 'patchscope'"),
+    Case("lens-not-a-decoder", "logit_lens(model, x, lens=3)",
+         lambda c: lens(c, lens=3), ParameterError, "'patchscope' or None, got int"),
+    Case("lens-name-patchscope", "logit_lens(model, x, lens='patchscope')",
+         lambda c: lens(c, lens="patchscope"), check=patchscope_recorded),
+    Case("lens-name-logit", "logit_lens(model, x, lens='logit')",
+         lambda c: lens(c, lens="logit"), check=logit_recorded),
+    Case("lens-patchscope-target-empty", "Patchscope(target='')",
+         lambda c: Patchscope(target=""), ParameterError, "target prompt is empty"),
+    Case("lens-patchscope-target-blank", "Patchscope(target='  \\n')",
+         lambda c: Patchscope(target="  \n"), ParameterError, "target prompt is empty"),
+    Case("lens-patchscope-target-none", "Patchscope(target=None)",
+         lambda c: Patchscope(target=None), InvalidTextError, "must be a string, got NoneType"),
+    Case("lens-patchscope-position-float", "Patchscope(position=-1.0)",
+         lambda c: Patchscope(position=-1.0), ParameterError, "integer token index"),
+    Case("lens-patchscope-position-outside", "logit_lens(model, x, lens=Patchscope('a b', 50))",
+         lambda c: lens(c, lens=Patchscope("a -> a\n?", position=50)), PositionOutOfRangeError,
+         "Position 50 is outside the patchscope's target prompt"),
+    Case("lens-patchscope-target-past-context",
+         "latent_language(model, items, lens=Patchscope('word ' * 400))",
+         lambda c: latent_language(c.model, items(), lens=Patchscope("word " * 400)),
+         ContextLengthError, "target prompt is longer than the model's context of 256"),
     Case("lens-fit-steps-zero", "TunedLens.fit(model, texts, steps=0)",
          lambda c: TunedLens.fit(c.model, TEXTS, steps=0), ParameterError, "steps"),
     Case("lens-fit-lr-nan", "TunedLens.fit(model, texts, lr=float('nan'))",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 
 import _models
 import pytest
@@ -11,7 +12,8 @@ import torch
 
 import lensneurons as ln
 from lensneurons.corpora.corpus import TokenizedCorpus
-from lensneurons.detect.plnd import document_scores
+from lensneurons.detect.plnd import DOC_FREQUENCY, PAPER_DOC_FREQUENCY, document_scores
+from lensneurons.errors import EmptySetWarning
 
 #: A gated Llama-style model and a grouped-query one in each TL environment.
 BRUTE_ARCHS = [a for a in ("llama", "mistral", "ht_llama") if a in _models.ARCHS]
@@ -172,6 +174,7 @@ def plant(model, corpus_groups):
             (f"blocks.{last}.attn.hook_v", value)]
 
 
+@pytest.mark.filterwarnings("ignore::lensneurons.errors.EmptySetWarning")  # en, attn.v: random
 def test_planted_units_are_recovered(llama_model):
     texts = {g: [f"{s} {i}" for s in _models.SENTENCES[g] for i in range(3)] for g in ("en", "ru")}
     corpus = ln.Corpus.from_texts(texts)
@@ -288,3 +291,81 @@ def test_shipped_gemma_result():
     assert all(len(s) > 0 for s in sets.values())
     shared = torch.stack([s.mask for s in result.activated("mlp").values()]).all(0)
     assert not (sets["fr"].mask & shared).any()
+
+
+def fragments(lines: list[str], words: int = 3) -> list[str]:
+    """Consecutive ``words``-word pieces of the lines: many short, varied documents."""
+    pieces = []
+    for line in lines:
+        w = line.split()
+        pieces += [" ".join(w[i:i + words]) for i in range(0, len(w) - words + 1, words)]
+    return pieces
+
+
+def test_default_sets_hold_as_documents_grow_where_the_intersection_empties(organism):
+    """The paper's doc_frequency=1.0 empties sets as documents are added; the default does not.
+
+    Short varied documents (3-word pieces of the organism's sample, 25 then 300 per language),
+    as in the issue where de/fr/es/it/zh came out empty on a few hundred gettext lines.
+    """
+    assert (DOC_FREQUENCY, PAPER_DOC_FREQUENCY) == (0.9, 1.0)
+    docs = {g: fragments(lines) for g, lines in ln.organism.texts("all").items()}
+    few = ln.plnd(organism, ln.Corpus.from_texts({g: d[:25] for g, d in docs.items()}),
+                  sites=("mlp",), progress=False)
+    with pytest.warns(EmptySetWarning, match=r"doc_frequency=1 .*the paper's rule") as seen:
+        many = ln.plnd(organism, ln.Corpus.from_texts({g: d[:300] for g, d in docs.items()}),
+                       sites=("mlp",), doc_frequency=1.0, progress=False)
+    assert many.n_docs.tolist() == [300] * 7 and many.meta["doc_frequency"] == 1.0
+    paper_few = few.table(1.0)["mlp"]
+    paper_many = many.table()["mlp"]                 # its own default: 1.0 as passed
+    assert (paper_few > 0).all(), paper_few.to_dict()
+    empty = paper_many[paper_many == 0].index.tolist()
+    assert empty, paper_many.to_dict()               # the intersection emptied some groups...
+    assert all(repr(g) in str(seen[0].message) for g in empty)
+    assert seen[0].filename == __file__              # ...and plnd says so at the user's call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptySetWarning)
+        default_few = few.table()["mlp"]
+        default_many = many.table(DOC_FREQUENCY)["mlp"]
+        sets = many.neuron_sets("mlp", DOC_FREQUENCY)   # no warning: every set has units
+    assert few.meta["doc_frequency"] == DOC_FREQUENCY
+    assert (default_many >= 10).all(), default_many.to_dict()
+    assert (default_many >= default_few / 2).all(), (default_few.to_dict(), default_many.to_dict())
+    assert [len(s) for s in sets.values()] == default_many.tolist()
+    # 1.0 is still the intersection: exactly the units in the top of every document
+    for i, g in enumerate(many.groups):
+        assert many.activated("mlp", 1.0)[g].mask.equal(many.counts["mlp"][i] == 300)
+
+
+def test_empty_sets_warn_naming_groups_and_fix(organism):
+    """Two groups of the same texts share every activated unit: both sets are empty."""
+    lines = ln.organism.texts("heldout")["fr"][:4]
+    corpus = ln.Corpus.from_texts({"fr": lines, "fr-copy": list(lines)})
+    with pytest.warns(EmptySetWarning) as seen:
+        result = ln.plnd(organism, corpus, sites=("mlp", "attn.v"), batch_size=1,
+                         progress=False)
+    assert len(seen) == 1
+    message = str(seen[0].message)
+    for part in ("mlp: 'fr' (", "attn.v: 'fr' (", "'fr-copy'", "all shared with every group",
+                 "doc_frequency=0.9 over 4 documents per group (with 4 documents, 0.9 means",
+                 "texts differ",
+                 "lower doc_frequency",
+                 "result.neuron_sets('mlp', doc_frequency=0.8)", "top_rate"):
+        assert part in message, message
+    with pytest.warns(EmptySetWarning, match="exclude='all' .*activated in every group") as seen:
+        result.neuron_sets("mlp", exclude="any")
+    assert seen[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptySetWarning)
+        assert result.table().sum().sum() == 0     # table and plot count, they do not warn
+        result.plot()
+
+
+def test_no_empty_set_warning_on_the_organism_at_the_default(organism):
+    corpus = ln.Corpus.from_texts(ln.organism.texts("heldout"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptySetWarning)
+        result = ln.plnd(organism, corpus, progress=False)
+        for site in result.sites:
+            assert min(len(s) for s in result.neuron_sets(site).values()) > 0
+    assert result.meta["doc_frequency"] == 0.9

@@ -61,7 +61,13 @@ def make_card(organism, stats):  # the whole report is made in tests/test_report
                         fingerprint=ln.ModelView(organism).fingerprint())
 
 
+def make_directions(organism, stats):
+    texts = {g: lines[:6] for g, lines in ln.organism.texts("heldout").items()}
+    return ln.pca_directions(organism, ln.Corpus.from_texts(texts), "fr", progress=False)
+
+
 MAKERS = {
+    "directions": (make_directions, ln.Directions),
     "stats": (make_stats, ln.ActivationStats), "sets": (make_sets, ln.NeuronSets),
     "lexicon": (make_lexicon, ln.corpora.Lexicon), "mix": (make_mix, ln.corpora.MixResult),
     "coverage": (make_coverage, ln.corpora.Coverage), "card": (make_card, ln.ModelCard),

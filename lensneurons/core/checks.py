@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -206,3 +208,26 @@ def group_label(name: str) -> str:
         True
     """
     return unicodedata.normalize("NFC", name).strip()
+
+
+#: Files whose frames a warning skips to reach the user's call: the package and the run-time
+#: type-checking wrappers that may sit between it and the user (jaxtyping, beartype).
+_WRAPPERS = ("jaxtyping", "beartype", "<@beartype")
+_INSIDE = (str(Path(__file__).resolve().parent.parent), *_WRAPPERS)
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller point at the user's line.
+
+    Counts the frames from the function that calls this one (the one that warns) out to the
+    first frame outside lensneurons and outside the type-checking wrappers the tests put around
+    it (they may also wrap this function and the caller).
+    """
+    frame = sys._getframe(1)
+    while frame is not None and any(part in frame.f_code.co_filename for part in _WRAPPERS):
+        frame = frame.f_back  # the wrappers around this very function
+    level = 2  # 1 is the function that warns, 2 its caller
+    frame = frame.f_back if frame is not None else None
+    while frame is not None and any(part in frame.f_code.co_filename for part in _INSIDE):
+        frame, level = frame.f_back, level + 1
+    return level

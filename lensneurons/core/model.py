@@ -18,6 +18,8 @@ Examples:
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -44,6 +46,33 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 _FIXED_ACTIVATIONS = {"BloomForCausalLM": "gelu_new"}
 
 _FINGERPRINT_SLICE = 8
+
+
+class PrefixCache:
+    """The keys and values of a prompt prefix, to continue ``n`` rows from it in one pass.
+
+    Made by :meth:`ModelView.prefix_cache`; :meth:`inputs` gives the keyword arguments of a
+    forward pass over the rows' next tokens (TL 2: a zero-copy expanded view of TransformerLens's
+    cache; TL >= 3: a copy of the Hugging Face cache repeated per row).
+    """
+
+    def __init__(self, kind: str, cache: Any) -> None:
+        self.kind, self.cache = kind, cache
+
+    def inputs(self, n: int, last: torch.Tensor) -> dict[str, Any]:
+        """Keyword arguments continuing ``n`` rows (``last``: their ``[n, 1]`` next tokens)."""
+        if self.kind == "tl":
+            cache = self.cache
+            entries = [type(e)(past_keys=e.past_keys.expand(n, -1, -1, -1),
+                               past_values=e.past_values.expand(n, -1, -1, -1), frozen=True)
+                       for e in cache.entries]
+            frozen = type(cache)(entries=entries, frozen=True,
+                                 previous_attention_mask=cache.previous_attention_mask.expand(
+                                     n, -1))
+            return {"past_kv_cache": frozen, "attention_mask": torch.ones_like(last)}
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(n)
+        return {"past_key_values": cache}
 
 
 def block_hook(layer: int, point: str) -> str:
@@ -235,6 +264,37 @@ class ModelView:
             except _ForwardStopped:
                 return
         raise RuntimeError(f"The forward pass never reached {hook_name!r}.")
+
+    def prefix_cache(self, prefix: Int[torch.Tensor, " pos"]) -> PrefixCache | None:
+        """The keys and values of ``prefix`` (one sequence), in the cache this model takes.
+
+        ``HookedTransformer`` (TL 2) takes TransformerLens's own ``past_kv_cache`` (its pass
+        stops after the last block); the bridge (TL >= 3) hands back the Hugging Face cache with
+        ``return_type="logits_and_cache"`` and takes it as ``past_key_values``. ``None`` for a
+        model with neither. Callers check the cached pass against a plain one before trusting it
+        (some transformers versions decode wrongly from their cache).
+        """
+        params = inspect.signature(self.model.forward).parameters
+        tokens = prefix[None].to(self.input_device)
+        with torch.no_grad():
+            if "past_kv_cache" in params:
+                from transformer_lens.past_key_value_caching import HookedTransformerKeyValueCache
+
+                cache = HookedTransformerKeyValueCache.init_cache(self.cfg, self.input_device, 1)
+                with self.model.hooks(fwd_hooks=[(block_hook(self.n_layers - 1,
+                                                             "hook_resid_post"), _stop_forward)]):
+                    try:
+                        self.model(tokens, past_kv_cache=cache,
+                                   attention_mask=torch.ones_like(tokens))
+                    except _ForwardStopped:
+                        pass
+                return PrefixCache("tl", cache)
+            if "past_key_values" in params:
+                out = self.model(tokens, return_type="logits_and_cache", use_past_kv_cache=True)
+                cache = out[1] if isinstance(out, tuple) and len(out) == 2 else None
+                if hasattr(cache, "batch_repeat_interleave"):
+                    return PrefixCache("hf", cache)
+        return None
 
     def layer_device(self, layer: int) -> torch.device:
         """The device holding block ``layer``'s weights (accumulators for that layer live there)."""

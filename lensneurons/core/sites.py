@@ -14,6 +14,11 @@ A site names a family of units in every layer. ``"mlp"`` are the MLP neurons (do
 keys and values in kv-head space under grouped-query attention); there the value is the
 projection itself and an intervention edits it in place.
 
+``"resid"`` is the residual stream after each block (``hook_resid_post``, ``d_model`` dimensions
+per layer): read and written at the same point, the value is the stream itself. Its per-group
+means are what residual directions (:mod:`lensneurons.detect.directions`) are made of; its
+"active" counts (a dimension above zero) exist for uniformity and mean little.
+
 Examples:
     >>> import lensneurons as ln
     >>> site = ln.get_site(ln.organism.load(), "mlp")
@@ -34,7 +39,10 @@ from jaxtyping import Float
 from lensneurons.core.model import ModelView
 from lensneurons.errors import HookShapeError, UnknownSiteError
 
-SITES = ("mlp", "attn.q", "attn.k", "attn.v")
+SITES = ("mlp", "attn.q", "attn.k", "attn.v", "resid")
+#: The sites whose units are the model's neurons and attention dimensions (what the neuron
+#: detectors score); ``"resid"`` is the residual stream, a baseline for directions.
+UNIT_SITES = ("mlp", "attn.q", "attn.k", "attn.v")
 #: Per site: the hook point (without ``blocks.{l}.``) read for statistics, the one written by
 #: interventions, and the up projection of gated MLPs. The only table of these names.
 POINTS: dict[str, tuple[str, str, str | None]] = {
@@ -42,6 +50,7 @@ POINTS: dict[str, tuple[str, str, str | None]] = {
     "attn.q": ("attn.hook_q", "attn.hook_q", None),
     "attn.k": ("attn.hook_k", "attn.hook_k", None),
     "attn.v": ("attn.hook_v", "attn.hook_v", None),
+    "resid": ("hook_resid_post", "hook_resid_post", None),
 }
 
 
@@ -209,7 +218,8 @@ def get_site(model: Any, name: str = "mlp") -> Site:
 
     Args:
         model: a TransformerLens model or a :class:`ModelView`.
-        name: one of ``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``, or ``"sae:<name>"``
+        name: one of ``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``, ``"resid"``, or
+            ``"sae:<name>"``
             registered with :func:`lensneurons.sae_site`.
 
     Raises:
@@ -222,5 +232,7 @@ def get_site(model: Any, name: str = "mlp") -> Site:
         return family.get(view, name)
     if name == "mlp":
         return Site(name, read, write, linear if view.gated else None, view.d_mlp, view)
+    if name == "resid":
+        return Site(name, read, write, None, view.d_model, view)
     heads = view.n_heads if name == "attn.q" else view.n_kv_heads
     return Site(name, read, write, None, heads * view.d_head, view)

@@ -19,6 +19,12 @@ blank line of a file) is *dropped with a warning*, since it holds nothing to cou
 with no text raises :class:`~lensneurons.errors.EmptyGroupError`. Examples are handled alike, by
 their response.
 
+Texts can also come from a Hugging Face dataset (:meth:`Corpus.from_dataset`, read by
+:mod:`lensneurons.corpora.hf`: a budget per group, streams read only as far as needed), and
+``filter_language=True`` keeps a text only where the offline language identifier agrees with its
+group (:mod:`lensneurons.corpora.language_filter`); what it dropped stays on the corpus
+(``corpus.language_report``, ``corpus.dropped``).
+
 Examples:
     >>> import lensneurons as ln
     >>> corpus = ln.Corpus.from_texts({"en": ["The cat sleeps."], "fr": ["Le chat dort."]})
@@ -43,8 +49,15 @@ from jaxtyping import Bool, Int
 
 from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
+from lensneurons.corpora import hf
 from lensneurons.corpora._texts import clean_items, group_name
-from lensneurons.errors import ContextLengthError, EmptyTokenizationError, NoGroupsError
+from lensneurons.corpora.language_filter import LanguageFilter
+from lensneurons.errors import (
+    ContextLengthError,
+    EmptyTokenizationError,
+    NoGroupsError,
+    ParameterError,
+)
 
 _DEFAULT_MAX_WINDOW = 1024
 
@@ -172,7 +185,14 @@ class TokenizedCorpus:
 class Corpus:
     """Texts or (prompt, response) examples per group; see the module docstring.
 
-    Build one with :meth:`from_texts` or :meth:`from_examples`.
+    Build one with :meth:`from_texts`, :meth:`from_dataset` or :meth:`from_examples`.
+
+    Attributes:
+        items: ``{group: [text, ...]}`` (or ``[(prompt, response), ...]``), as kept.
+        language_report: with ``filter_language=True``, the filter's table per group (texts
+            kept, dropped, share dropped, languages found in the dropped texts); else ``None``.
+        dropped: with ``filter_language=True``, ``{group: [(text, identified language), ...]}``
+            of the texts the filter dropped; else ``{}``.
     """
 
     def __init__(
@@ -183,6 +203,7 @@ class Corpus:
         pack: bool = False,
         window: int | None = None,
         count_bos: bool = False,
+        filter_language: bool | LanguageFilter = False,
     ) -> None:
         form = "{group: [(prompt, response), ...]}" if examples else "{group: [text, ...]}"
         _checks.mapping(items, "The corpus", form)
@@ -201,6 +222,21 @@ class Corpus:
                 clean_items(name, group_items, examples)  # raises the typed error
         self.items: dict[str, list[Any]] = {name: clean_items(name, merged_items, examples)
                                             for name, merged_items in merged.items()}
+        self.language_report: Any = None
+        self.dropped: dict[str, list[tuple[str, str]]] = {}
+        if isinstance(filter_language, LanguageFilter):  # applied while reading (from_dataset)
+            language_filter: LanguageFilter | None = filter_language
+        elif _checks.flag(filter_language, "filter_language"):
+            if examples:
+                raise ParameterError("filter_language applies to texts, not to examples.")
+            language_filter = LanguageFilter(self.items)
+            self.items = {g: language_filter.split(g, texts) for g, texts in self.items.items()}
+            language_filter.finish(stacklevel=4)
+        else:
+            language_filter = None
+        if language_filter is not None:
+            self.language_report = language_filter.report().loc[self.groups]
+            self.dropped = {g: language_filter.dropped[g] for g in self.groups}
         self.examples = examples
         self.pack = _checks.flag(pack, "pack")
         self.window = window
@@ -215,6 +251,7 @@ class Corpus:
         pack: bool = False,
         window: int | None = None,
         count_bos: bool = False,
+        filter_language: bool = False,
     ) -> Corpus:
         """A corpus of plain texts; every token after BOS is counted.
 
@@ -227,16 +264,24 @@ class Corpus:
                 at most 1024; at most the model's context). Longer texts are split into several
                 sequences, never truncated.
             count_bos: also count the BOS token.
+            filter_language: keep a text only when the offline language identifier names it in
+                its group's language (group names must then be language codes, e.g. ``"fr"``,
+                ``"fra"``, ``"pt_BR"``); what was dropped is in :attr:`language_report` and
+                :attr:`dropped` (:mod:`~lensneurons.corpora.language_filter`).
 
         Raises:
             NoGroupsError: ``texts`` is empty.
-            EmptyGroupError: a group has no texts, or only empty or whitespace-only ones.
+            EmptyGroupError: a group has no texts, or only empty or whitespace-only ones, or
+                none left by the language filter.
             InvalidTextError: a text is not a string, or a group is one string, not a list.
             ParameterError: a group name is not a non-empty string, or ``window`` is not an
                 integer >= 2.
+            UnknownLanguageError: ``filter_language=True`` and a group name is not a language
+                code the identifier knows.
 
         Warns:
-            UserWarning: empty or whitespace-only texts were dropped (the count per group).
+            UserWarning: empty or whitespace-only texts were dropped (the count per group); the
+                language filter dropped more than a fifth of a group's texts.
 
         Examples:
             >>> import lensneurons as ln
@@ -245,8 +290,97 @@ class Corpus:
             2
             >>> ln.Corpus.from_texts({"fr": ["Un."], " fr ": ["Deux."]}).items
             {'fr': ['Un.', 'Deux.']}
+            >>> corpus = ln.Corpus.from_texts(
+            ...     {"fr": ["Le chat dort sur le tapis.", "Il pleut depuis ce matin.",
+            ...             "Nous partons demain à la mer.", "Elle lit un livre au jardin.",
+            ...             "The cat sleeps on the mat."]},
+            ...     filter_language=True)
+            >>> corpus.dropped
+            {'fr': [('The cat sleeps on the mat.', 'en')]}
         """
-        return cls(texts, examples=False, pack=pack, window=window, count_bos=count_bos)
+        return cls(texts, examples=False, pack=pack, window=window, count_bos=count_bos,
+                   filter_language=filter_language)
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Any,
+        *,
+        text: str = "text",
+        group: str | None = "lang",
+        split: str | None = None,
+        groups: Sequence[str] | None = None,
+        max_texts_per_group: int | None = None,
+        max_tokens_per_group: int | None = None,
+        tokenizer: Any = None,
+        split_lines: bool = False,
+        filter_language: bool = False,
+        pack: bool = False,
+        window: int | None = None,
+        count_bos: bool = False,
+    ) -> Corpus:
+        """A corpus of plain texts read from a Hugging Face dataset (``pip install datasets``).
+
+        The texts are those of :meth:`from_texts` with ``{group: [text of each row, ...]}``,
+        rows in order; see :mod:`lensneurons.corpora.hf` for the forms and the early stops.
+
+        Args:
+            dataset: a ``datasets.Dataset`` or ``IterableDataset`` (``streaming=True``) with a
+                text column and a group column; a ``DatasetDict`` / ``IterableDatasetDict`` (one
+                split is read, see ``split``); or, with ``group=None``, a ``{group: dataset}``
+                dict (plain or ``DatasetDict``) whose every row belongs to its key.
+            text: the column of texts (strings).
+            group: the column naming each row's group (strings, or a ``ClassLabel``); ``None``
+                for a ``{group: dataset}`` dict.
+            split: the split of a ``DatasetDict`` to read (needed when it has several).
+            groups: keep only these groups, in this order (default: every group, in the order
+                of their first row). Needed for a stream to stop early.
+            max_texts_per_group: stop reading a group's rows once it has this many texts.
+            max_tokens_per_group: stop reading a group's rows once its texts hold at least this
+                many tokens of ``tokenizer`` (the counted tokens; ``collect`` with the same
+                ``max_tokens_per_group`` then cuts exactly).
+            tokenizer: the model (or its tokenizer) tokens are counted with; needed by
+                ``max_tokens_per_group``.
+            split_lines: cut each row's text at newlines, every non-blank line one text
+                (paragraphs of Wikipedia articles); budgets and the filter count lines.
+            filter_language: keep a text only when the offline language identifier names it in
+                its group's language, while reading (budgets count kept texts); see
+                :meth:`from_texts`.
+            pack: as for :meth:`from_texts`.
+            window: as for :meth:`from_texts`.
+            count_bos: as for :meth:`from_texts`.
+
+        Raises:
+            MissingDependencyError: ``datasets`` is not installed.
+            ParameterError: ``dataset`` is not a dataset; a column is missing (the message
+                lists the columns it has); a DatasetDict without ``split=`` or without that
+                split; a budget is not an integer >= 1; ``max_tokens_per_group`` without
+                ``tokenizer``; a group value is not a name.
+            InvalidTextError: the text column holds something else than strings.
+            UnknownLanguageError: ``filter_language=True`` and a group is not a language code.
+            NoGroupsError: the dataset has no rows.
+            EmptyGroupError: a group of ``groups=`` has no row, or no text is left in a group.
+
+        Warns:
+            UserWarning: as for :meth:`from_texts`.
+
+        Examples:
+            >>> import lensneurons as ln
+            >>> from datasets import Dataset
+            >>> ds = Dataset.from_dict({
+            ...     "text": ["Le chat dort.", "The cat sleeps.", "Il pleut.", "It rains."],
+            ...     "lang": ["fr", "en", "fr", "en"]})
+            >>> ln.Corpus.from_dataset(ds).items
+            {'fr': ['Le chat dort.', 'Il pleut.'], 'en': ['The cat sleeps.', 'It rains.']}
+            >>> ln.Corpus.from_dataset(ds, groups=["en"], max_texts_per_group=1)
+            Corpus(texts: en=1)
+        """
+        texts, language_filter = hf.read_dataset(
+            dataset, text=text, group=group, split=split, groups=groups,
+            max_texts_per_group=max_texts_per_group, max_tokens_per_group=max_tokens_per_group,
+            tokenizer=tokenizer, split_lines=split_lines, filter_language=filter_language)
+        return cls(texts, examples=False, pack=pack, window=window, count_bos=count_bos,
+                   filter_language=language_filter or False)
 
     @classmethod
     def from_examples(

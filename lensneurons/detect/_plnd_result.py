@@ -1,5 +1,11 @@
 """The result of :func:`lensneurons.plnd`: per-unit document frequencies per group and site.
 
+A group's set is read off the frequencies at a threshold, ``doc_frequency``: the default
+:data:`DOC_FREQUENCY` (0.9) keeps sets steady as the corpus grows; the paper's intersection over
+every document, :data:`PAPER_DOC_FREQUENCY` (1.0), shrinks them towards empty
+(docs/methods/plnd.md, "Which documents count"). A set that comes out empty warns
+(:class:`~lensneurons.errors.EmptySetWarning`).
+
 Saved as the folder ``plnd.safetensors`` (``counts/<site>``, ``n_docs``) + ``plnd.json`` (the
 meta, ``groups``, ``sites``). The share of a layer's units activated per document is
 ``meta["top_rate"]`` (one number per site); the file keeps the format's key for it,
@@ -8,6 +14,8 @@ meta, ``groups``, ``sites``). The share of a layer's units activated per documen
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,8 +27,22 @@ from lensneurons.core import checks as _checks
 from lensneurons.core.model import ModelView
 from lensneurons.core.result import Result
 from lensneurons.detect._common import layer_bars
-from lensneurons.errors import CorruptResultError, ParameterError, UnknownSiteError
+from lensneurons.errors import (
+    CorruptResultError,
+    EmptySetWarning,
+    ParameterError,
+    UnknownSiteError,
+)
 from lensneurons.neurons import NeuronSet, NeuronSets
+
+#: The default ``doc_frequency``: a unit is activated for a group when it is among the top units
+#: of at least 90% of the group's documents. A deviation from the paper (see
+#: :data:`PAPER_DOC_FREQUENCY`): a share, unlike "every document", settles as documents are added
+#: (docs/methods/plnd.md, "Which documents count", has the measurements).
+DOC_FREQUENCY = 0.9
+#: The paper's rule: activated in *every* document of the group (the released code's
+#: intersection), which shrinks towards an empty set as the corpus grows.
+PAPER_DOC_FREQUENCY = 1.0
 
 #: The file format's key of ``top_rate`` (the parameter's earlier name; written and read).
 _LEGACY_TOP_RATE = "top_fraction"
@@ -99,7 +121,9 @@ class PLNDResult(Result):
             site: the site (``"mlp"``, ``"attn.q"``, ``"attn.k"``, ``"attn.v"``).
             doc_frequency: a unit is activated for a group when it is in the top units of at
                 least this fraction of the group's documents (default: the value given to
-                ``plnd``; 1.0 is PLND's intersection over every document).
+                ``plnd``, :data:`DOC_FREQUENCY` = 0.9 unless changed there). 1.0 is the
+                paper's rule, the intersection over every document: it shrinks as the corpus
+                grows, to empty sets on a few hundred varied documents.
             exclude: ``"all"`` removes the units activated in *every* group (the released
                 code); ``"any"`` removes every unit activated in any other group (strict).
 
@@ -109,10 +133,19 @@ class PLNDResult(Result):
         Raises:
             UnknownSiteError: the site was not scored.
             ParameterError: ``doc_frequency`` is not in ``(0, 1]`` or ``exclude`` is unknown.
+
+        Warns:
+            EmptySetWarning: a group's set is empty (switching it off would change nothing);
+                the message names the groups and what to change.
         """
+        sets = self._specific(site, self._threshold(doc_frequency), exclude)
+        self._warn_empty({site: sets})
+        return sets
+
+    def _specific(self, site: str, theta: float, exclude: str) -> NeuronSets:
+        """The specific sets of :meth:`neuron_sets`, without the warning."""
         if exclude not in ("all", "any"):
             raise ParameterError(f"exclude must be 'all' or 'any', got {exclude!r}.")
-        theta = self._threshold(doc_frequency)
         active = self.frequency(site) >= theta
         shared = active.all(0)
         sets = {}
@@ -125,9 +158,59 @@ class PLNDResult(Result):
             sets[g] = self._set(mask, site)
         return NeuronSets(sets, {**self._meta(site, theta, "specific"), "exclude": exclude})
 
+    def _warn_empty(self, sets: dict[str, NeuronSets]) -> None:
+        """Warn (:class:`EmptySetWarning`) when a group's set at some site has no unit.
+
+        ``sets`` maps sites to the specific sets at one ``doc_frequency`` and ``exclude``; the
+        message names each empty set, why it is empty and what to change.
+        """
+        empty = {site: [g for g, s in by_group.items() if len(s) == 0]
+                 for site, by_group in sets.items()}
+        empty = {site: groups for site, groups in empty.items() if groups}
+        if not empty:
+            return
+        first = next(iter(empty))
+        theta = sets[first].meta["doc_frequency"]
+        exclude = sets[first].meta["exclude"]
+        shared = "every group" if exclude == "all" else "another group"
+        parts, alike = [], False
+        for site, groups in empty.items():
+            active = self.activated(site, theta)
+            why = [f"{g!r} ({len(active[g])} activated, all shared with {shared})"
+                   if len(active[g]) else f"{g!r} (no unit activated)" for g in groups]
+            alike = alike or any(len(active[g]) for g in groups)
+            parts.append(f"{site}: {', '.join(why)}")
+        docs = sorted(set(self.n_docs.tolist()))
+        n = f"{docs[0]}" if len(docs) == 1 else f"{docs[0]}-{docs[-1]}"
+        n += " documents per group"
+        if theta < 1 and math.ceil(theta * docs[0] - 1e-9) == docs[0]:
+            n += f" (with {docs[0]} documents, {theta:g} means every one)"
+        lower = max(0.5, round(theta - 0.1, 2)) if theta > 0.5 else round(theta / 2, 2)
+        hints = [f"lower doc_frequency, e.g. result.neuron_sets({first!r}, doc_frequency="
+                 f"{lower:g})"]
+        if theta >= PAPER_DOC_FREQUENCY:
+            hints[0] += (" (1.0, the paper's rule, asks for every document and empties as "
+                         f"documents are added; the default is {DOC_FREQUENCY:g})")
+        if exclude == "any":
+            hints.append("exclude='all' (removes only the units activated in every group)")
+        hints.append("a larger top_rate in ln.plnd (more units per document)")
+        if theta >= PAPER_DOC_FREQUENCY:
+            hints.append("fewer documents per group")
+        if alike:
+            hints.append("where every activated unit is shared, check that the groups' texts "
+                         "differ")
+        warnings.warn(
+            f"PLND gave no unit to {'; '.join(parts)} at doc_frequency={theta:g} over {n} "
+            f"(exclude={exclude!r}): such a set changes nothing when "
+            "switched off, and an evaluation of it measures nothing. A unit is activated for a "
+            "group when it is among a document's top units in at least doc_frequency of the "
+            f"group's documents. Fix: {'; '.join(hints)}.",
+            EmptySetWarning, stacklevel=_checks.user_stacklevel())
+
     def table(self, doc_frequency: float | None = None) -> pd.DataFrame:
         """Specific units per group (rows) and site (columns) at ``doc_frequency``."""
-        return pd.DataFrame({site: [len(s) for s in self.neuron_sets(site, doc_frequency).values()]
+        theta = self._threshold(doc_frequency)
+        return pd.DataFrame({site: [len(s) for s in self._specific(site, theta, "all").values()]
                              for site in self.sites}, index=pd.Index(self.groups, name="group"))
 
     def plot(self, ax: Any = None, *, site: str | None = None,
@@ -138,7 +221,7 @@ class PLNDResult(Result):
             UnknownSiteError: the site was not scored.
         """
         site = site if site is not None else "mlp" if "mlp" in self.counts else self.sites[0]
-        sets = self.neuron_sets(site, doc_frequency)
+        sets = self._specific(site, self._threshold(doc_frequency), "all")
         table = pd.DataFrame({g: s.per_layer() for g, s in sets.items()}).T
         theta = sets.meta["doc_frequency"]
         return layer_bars(table, ax=ax, stacked=True, legend="group",
@@ -146,7 +229,7 @@ class PLNDResult(Result):
 
     def _threshold(self, doc_frequency: float | None) -> float:
         if doc_frequency is None:
-            return float(self.meta.get("doc_frequency", 1.0))
+            return float(self.meta.get("doc_frequency", DOC_FREQUENCY))
         return _checks.rate(doc_frequency, "doc_frequency")
 
     def _set(self, mask: torch.Tensor, site: str) -> NeuronSet:

@@ -1,4 +1,4 @@
-"""Intervene: neuron sets in, ordinary TransformerLens ``fwd_hooks`` out; nothing here runs a model.
+"""Intervene: neuron sets or directions in, TransformerLens ``fwd_hooks`` out; nothing runs a model.
 
 Examples:
     >>> import torch, lensneurons as ln
@@ -9,6 +9,7 @@ Examples:
 """
 
 from lensneurons.intervene.amplification import amplification_values, amplify_to
+from lensneurons.intervene.directions import DirectionHook, add_direction
 from lensneurons.intervene.hooks import (
     NeuronHook,
     add_activation,
@@ -18,5 +19,5 @@ from lensneurons.intervene.hooks import (
     steer,
 )
 
-__all__ = ["NeuronHook", "add_activation", "amplification_values", "amplify", "amplify_to",
-           "deactivate", "set_activation", "steer"]
+__all__ = ["DirectionHook", "NeuronHook", "add_activation", "add_direction",
+           "amplification_values", "amplify", "amplify_to", "deactivate", "set_activation", "steer"]

@@ -81,8 +81,8 @@ class LayerCheck:
     set's own hook names.
     """
 
-    def __init__(self, n_layers: int, width: int, site: str) -> None:
-        self.n_layers, self.width, self.site = n_layers, width, site
+    def __init__(self, n_layers: int, width: int, site: str, what: str = "A neuron set") -> None:
+        self.n_layers, self.width, self.site, self.what = n_layers, width, site, what
         self._first: str | None = None
         self._reset()
 
@@ -94,8 +94,9 @@ class LayerCheck:
 
     def _mismatch(self, model_layers: str) -> ShapeMismatchError:
         return ShapeMismatchError(
-            f"A neuron set of {self.n_layers} layers was applied to a model with {model_layers} "
-            "blocks. Use sets detected on this model (or give one list per layer)."
+            f"{self.what} of {self.n_layers} layers was applied to a model with {model_layers} "
+            "blocks. Use what was made on this model (sets detected on it, or one list per "
+            "layer)."
         )
 
     def __call__(self, name: str) -> bool:

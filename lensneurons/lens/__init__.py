@@ -2,7 +2,8 @@
 
 ``logit_lens`` reads block outputs through the model's own final norm and unembedding;
 ``latent_language`` turns that into Wendler et al.'s P(English) / P(target) curves over Start(w)
-token sets with confidence intervals; ``TunedLens`` adds trained per-layer translators; ``mwork``
+token sets with confidence intervals; ``TunedLens`` adds trained per-layer translators;
+``Patchscope`` (``lens="patchscope"``) lets the model decode each state itself; ``mwork``
 runs the measurement with and without neuron masks and splits the layers into stages. Everything
 runs inside ``model.hooks(...)``, so any lensneurons intervention applies.
 
@@ -20,6 +21,7 @@ from lensneurons.lens import prompts
 from lensneurons.lens.latent import LatentLanguageResult, latent_language
 from lensneurons.lens.logit import logit_lens, readout_fn
 from lensneurons.lens.mwork import MWorkResult, mwork, stage_split
+from lensneurons.lens.patchscope import Patchscope
 from lensneurons.lens.prompts import LensItem, WordList, load_words
 from lensneurons.lens.result import LensResult
 from lensneurons.lens.tokens import TokenSet, start_tokens
@@ -30,6 +32,7 @@ __all__ = [
     "LensItem",
     "LensResult",
     "MWorkResult",
+    "Patchscope",
     "TokenSet",
     "TunedLens",
     "WordList",

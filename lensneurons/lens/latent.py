@@ -42,7 +42,7 @@ from lensneurons.errors import (
     ParameterError,
     UnknownLanguageError,
 )
-from lensneurons.lens.logit import Lens, logit_lens
+from lensneurons.lens.logit import LensSpec, logit_lens
 from lensneurons.lens.prompts import LensItem
 from lensneurons.lens.tokens import start_tokens
 
@@ -66,6 +66,8 @@ class LatentLanguageResult(Result):
         label: a name for legends (e.g. ``"baseline"``).
         fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
             model)`` refuses the result of another model.
+        decoder: how the lens decoded (``LensResult.decoder``): ``{"name": "logit_lens"}``,
+            ``"tuned_lens"`` or ``"patchscope"`` with its target prompt.
 
     ``.table()`` is the long table of means and intervals; ``.plot()`` the Wendler curves.
     """
@@ -80,10 +82,12 @@ class LatentLanguageResult(Result):
     ci: str = "normal"
     label: str = ""
     fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
+    decoder: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"LatentLanguageResult(languages={self.languages}, depths={len(self.depths)}, "
-                f"n_items={self.n_items}, dropped={self.dropped})")
+                f"n_items={self.n_items}, dropped={self.dropped}, "
+                f"decoder={self.decoder.get('name', '?')!r})")
 
     @property
     def n_items(self) -> int:
@@ -154,7 +158,7 @@ def latent_language(
     items: Sequence[LensItem],
     *,
     languages: Sequence[str] | None = None,
-    lens: Lens | None = None,
+    lens: LensSpec = None,
     depths: Sequence[int] | int | None = None,
     ci: str = "normal",
     batch_size: int = 32,
@@ -168,7 +172,9 @@ def latent_language(
         items: prompts from :mod:`lensneurons.lens.prompts` (or your own :class:`LensItem`).
         languages: languages to measure (a list, or one code as a string); default
             ``("en", target)`` of the items.
-        lens: an optional translator (a :class:`~lensneurons.lens.tuned.TunedLens`).
+        lens: the decoder, as in :func:`~lensneurons.lens.logit_lens`: ``None`` (the logit
+            lens), a translator (a :class:`~lensneurons.lens.tuned.TunedLens`), or
+            ``"patchscope"`` / a :class:`~lensneurons.lens.patchscope.Patchscope`.
         depths: where the lens reads, default ``1..L`` (every block's output; depth ``d`` is
             the output of block ``d - 1``, depth 0 the embeddings), as in
             :func:`~lensneurons.lens.logit_lens`.
@@ -182,7 +188,7 @@ def latent_language(
     Raises:
         NoItemsLeftError: every item was dropped by the filters.
         ParameterError: no item, an item that is not a :class:`LensItem`, ``languages=[]``
-            or not strings, or an unknown ``ci``.
+            or not strings, an unknown ``ci`` or an unknown ``lens`` name.
 
     >>> r = latent_language(model, prompts.translation(src="fr", tgt="de"))  # doctest: +SKIP
     >>> r.mean("en").shape  # [depth]  # doctest: +SKIP
@@ -211,7 +217,7 @@ def latent_language(
     return LatentLanguageResult(depths=result.depths, languages=langs, probs=result.set_probs,
                                 entropy=result.entropy, items=kept, dropped=dict(dropped),
                                 single_token_fraction=single, ci=ci, label=label,
-                                fingerprint=result.fingerprint)
+                                fingerprint=result.fingerprint, decoder=result.decoder)
 
 
 def _check_items(items: Any) -> list[LensItem]:

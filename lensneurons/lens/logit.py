@@ -16,6 +16,11 @@ and the summed probability of the requested token sets survive. ``[depth, batch,
 never exists. The lens runs a plain forward pass with capture hooks added *inside* whatever hooks
 are active, so ``with model.hooks(fwd_hooks=ln.deactivate(...)):`` applies to it.
 
+``lens=`` picks the decoder: ``None`` (this logit lens), a translator such as a
+:class:`~lensneurons.lens.tuned.TunedLens` (applied to each residual before the readout), or
+``"patchscope"`` / a :class:`~lensneurons.lens.patchscope.Patchscope` (each residual patched into
+a target prompt and read where the model has run on from it). The result's ``decoder`` says which.
+
 Examples:
     >>> import lensneurons as ln
     >>> model = ln.organism.load()
@@ -50,6 +55,7 @@ from lensneurons.lens._inputs import (
     resolve_sets,
     tokenize,
 )
+from lensneurons.lens.patchscope import BoundPatchscope, Patchscope
 from lensneurons.lens.result import LensResult
 
 Inputs = Union[  # noqa: UP007
@@ -57,6 +63,8 @@ Inputs = Union[  # noqa: UP007
 ]
 TokenSetSpec = Union[Sequence[int], torch.Tensor, Sequence[Sequence[int]], Any]  # noqa: UP007
 Lens = Callable[[torch.Tensor, int], torch.Tensor]
+#: What ``lens=`` takes: a translator, ``"patchscope"``, a :class:`Patchscope` or ``None``.
+LensSpec = Union[Lens, Patchscope, str, None]  # noqa: UP007
 
 _CHUNK_ELEMENTS = 2**24  # rows x vocabulary per readout chunk (64 MiB of fp32)
 _IDENTITY_RTOL = 1e-2  # of the log-prob spread; fp32 readouts measure ~1e-6
@@ -169,7 +177,7 @@ def logit_lens(
     depths: Sequence[int] | int | None = None,
     token_sets: Mapping[str, TokenSetSpec] | None = None,
     top_k: int = 10,
-    lens: Lens | None = None,
+    lens: LensSpec = None,
     batch_size: int = 32,
 ) -> LensResult:
     """Decode the residual stream at the asked depths and positions with the model's own readout.
@@ -187,8 +195,12 @@ def logit_lens(
             (e.g. Start(w) of each prompt's answer); a :class:`~lensneurons.lens.tokens.TokenSet`
             also works. Their summed probability is kept per depth.
         top_k: how many top tokens to keep per depth and position (1 .. vocabulary size).
-        lens: optional translator ``f(resid [n, d_model], depth) -> resid`` applied before the
-            readout (a :class:`~lensneurons.lens.tuned.TunedLens`, checked to fit the model).
+        lens: the decoder. ``None``: the logit lens. A translator ``f(resid [n, d_model],
+            depth) -> resid`` applied before the readout (a
+            :class:`~lensneurons.lens.tuned.TunedLens`, checked to fit the model).
+            ``"patchscope"`` or a :class:`~lensneurons.lens.patchscope.Patchscope`: each
+            residual patched into the target prompt at the same depth, read at the target's
+            next-token distribution. ``"logit"`` is ``None``.
         batch_size: prompts per forward pass.
 
     Returns:
@@ -196,14 +208,16 @@ def logit_lens(
         ``[depth, batch, pos]`` otherwise.
 
     Raises:
-        PositionOutOfRangeError: a position or depth outside the prompt or the model, or no
-            position at all.
+        PositionOutOfRangeError: a position or depth outside the prompt or the model, no
+            position at all, or a patchscope position outside its target prompt.
         EmptyTokenSetError: a requested token set has no ids.
         VocabularyError: a token id (of ``inputs`` or a token set) outside the vocabulary.
         InvalidTextError: a prompt is not a string.
-        ContextLengthError: a prompt is longer than the model's context.
+        ContextLengthError: a prompt (or the patchscope's target prompt) is longer than the
+            model's context.
         ParameterError: ``top_k`` or ``batch_size`` is not an integer in range, ``depths`` is
-            empty or not ints, or ``lens`` is not callable.
+            empty or not ints, or ``lens`` is an unknown name or neither callable nor a
+            :class:`Patchscope`.
         ShapeMismatchError: a tuned ``lens`` was trained for another number of layers or
             another width.
         ReadoutError: the model's readout is not final norm -> unembed.
@@ -220,7 +234,7 @@ def logit_lens(
             f"top_k={top_k} exceeds the vocabulary of {view.d_vocab} tokens; use at most that."
         )
     batch_size = _checks.positive_int(batch_size, "batch_size")
-    _check_lens(lens, model)
+    translator, scope, decoder = _decoder(lens, model)
     keep = resolve_depths(depths, n_layers)
     rows, lengths = tokenize(model, inputs, view.d_vocab, view.n_ctx)
     n_rows = len(rows)
@@ -243,8 +257,10 @@ def logit_lens(
                 "residual stream before its logits in a way the lens does not. Remove such "
                 "hooks, or use a model whose logits are unembed(ln_final(last block output))."
             )
+        if scope is not None:
+            resid = scope.decode(resid, keep)
         sub_sets = [(name, ids[start:stop]) for name, ids in sets]
-        out = _read(resid, keep, read_lp, lens, top_k, sub_sets, view.d_vocab)
+        out = _read(resid, keep, read_lp, translator, top_k, sub_sets, view.d_vocab)
         entropy.append(out[0])
         top_ids.append(out[1])
         top_probs.append(out[2])
@@ -264,22 +280,42 @@ def logit_lens(
         set_names=[name for name, _ in sets],
         tokenizer=getattr(model, "tokenizer", None),
         fingerprint=view.fingerprint(),
+        decoder=scope.meta if scope is not None else decoder,
     )
 
 
 # --- internals ---------------------------------------------------------------------------------
-def _check_lens(lens: Any, model: Any) -> None:
-    """A translator must be callable; one that can check its fit to the model does so."""
+_NAMES = {"logit": None, "logit_lens": None, "patchscope": Patchscope}
+
+
+def _decoder(lens: Any, model: Any) -> tuple[Lens | None, BoundPatchscope | None, dict]:
+    """The translator or the bound patchscope ``lens=`` names, and the result's ``decoder``.
+
+    A translator must be callable; one that can check its fit to the model does so. A
+    patchscope is tokenized for the model (its position checked) before any forward pass.
+    """
+    if isinstance(lens, str):
+        if lens not in _NAMES:
+            raise ParameterError(
+                f"Unknown lens {lens!r}: pass None (the logit lens), 'patchscope' (or a "
+                "Patchscope(target=...)), or a translator f(resid, depth) such as a TunedLens."
+            )
+        lens = _NAMES[lens]() if _NAMES[lens] is not None else None
     if lens is None:
-        return
+        return None, None, {"name": "logit_lens"}
+    if isinstance(lens, Patchscope):
+        return None, lens.bind(model), {}
     if not callable(lens):
         raise ParameterError(
-            f"lens must be a translator f(resid, depth) such as a TunedLens, got "
-            f"{type(lens).__name__}."
+            f"lens must be a translator f(resid, depth) such as a TunedLens, 'patchscope' or "
+            f"None, got {type(lens).__name__}."
         )
     check = getattr(lens, "check_model", None)
     if callable(check):
         check(model)
+    kind = getattr(lens, "kind", None)
+    return lens, None, ({"name": "tuned_lens"} if kind == "tuned_lens"
+                        else {"name": "translator", "type": type(lens).__name__})
 
 
 def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list[int],

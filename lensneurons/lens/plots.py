@@ -59,7 +59,8 @@ def plot_lens_result(result: Any, *, ax: Any = None, batch: int | None = None) -
     twin.plot(result.depths, entropy, color="gray", linestyle=":", label="entropy")
     twin.set_ylabel("entropy (bits)", color="gray")
     ax.set_xlabel(DEPTH_LABEL)
-    ax.set_title("logit lens")
+    name = (result.decoder or {}).get("name", "logit_lens")
+    ax.set_title(name.replace("_", " "))
     fig.tight_layout()
     return fig
 

@@ -47,6 +47,9 @@ class LensResult(Result):
             same tokens; ids it lacks read as their number.
         fingerprint: the model's fingerprint (:meth:`ModelView.fingerprint`): ``load(path,
             model)`` refuses the result of another model.
+        decoder: how the residuals were decoded: ``{"name": "logit_lens"}``, ``"tuned_lens"``,
+            ``"translator"`` or ``"patchscope"`` (with its target prompt, patched position and
+            whether the target's prefix was cached); empty for results made by hand.
 
     ``.table()`` has one row per (depth, batch, position); ``.plot()`` the per-depth curves.
     """
@@ -61,6 +64,7 @@ class LensResult(Result):
     tokenizer: InitVar[Any] = None
     vocab: dict[int, str] = field(default_factory=dict, repr=False)
     fingerprint: dict[str, Any] = field(default_factory=dict, repr=False)
+    decoder: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self, tokenizer: Any) -> None:
         if tokenizer is None:
