@@ -242,15 +242,17 @@ class _SequenceMeans:
         weights = self._batch.counted.to(device=x.device, dtype=torch.float32)
         x = x.float()
         per_row = weights.sum(1).clamp(min=1)
-        self._means.append((torch.einsum("bp,bpd->bd", weights, x) / per_row[:, None]).cpu())
-        self._squares.append((x.pow(2).sum(-1) * weights).sum().double().cpu())
+        # stays on the layer's device; finish() moves the piece to the CPU once, not per layer
+        self._means.append(torch.einsum("bp,bpd->bd", weights, x) / per_row[:, None])
+        self._squares.append((x.pow(2).sum(-1) * weights).sum().double())
 
     def start(self, piece: Batch) -> None:
         self._batch, self._means, self._squares = piece, [], []
 
     def finish(self, piece: Batch) -> None:
-        self._pending.append((piece.rows, torch.stack(self._means, dim=1),
-                              torch.stack(self._squares), int(piece.counted.sum())))
+        means = torch.stack([m.cpu() for m in self._means], dim=1)  # [row, layer, d_model]
+        squares = torch.stack([q.cpu() for q in self._squares])
+        self._pending.append((piece.rows, means, squares, int(piece.counted.sum())))
         self.abort()
 
     def abort(self) -> None:
