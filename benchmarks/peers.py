@@ -302,10 +302,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with torch.inference_mode():
         results = {name: fn() for name, fn in runs.items()}  # warm-up, and the compared results
     wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, fn in runs.items():
             with torch.inference_mode():
-                wall[name].append(timed(fn)[0])
+                w, c = timed(fn)
+            wall[name].append(w)
+            cpu[name].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}
 
     checks: dict[str, Any] = {}
@@ -340,11 +343,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             (ours - results["ppl_hf"]).abs().max())
 
     n_tokens = int(sum(b.tokens.numel() for b in batches))
-    ratios = {}
+    ratios: dict[str, dict[str, Any]] = {}
 
-    def ratio(name: str, base: str) -> None:
+    def ratio(name: str, base: str, key: str | None = None) -> None:
+        """Ratio of medians; the median and range of the per-round ratios (both ran in the
+        same round, seconds apart, so slow drifts of a shared machine cancel); CPU seconds."""
         if name in med and base in med:
-            ratios[f"{name} / {base}"] = med[name] / med[base]
+            paired = [a / b for a, b in zip(wall[name], wall[base])]
+            ratios[key or f"{name} / {base}"] = {
+                "wall": med[name] / med[base],
+                "paired": statistics.median(paired),
+                "paired_min": min(paired),
+                "paired_max": max(paired),
+                "cpu": statistics.median(cpu[name]) / statistics.median(cpu[base]),
+            }
 
     for name, base in [("bridge", "hf_forward"), ("bridge_blocks", "hf_base"),
                        ("counts_hf", "hf_base"), ("counts_nnsight", "hf_base"),
@@ -356,13 +368,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        ("gen_ln_hooks", "gen_ln_bare")]:
         ratio(name, base)
     if "lens_ln" in med and "lens_hf" in med:
-        bridge_overhead = med["bridge_blocks"] / med["hf_base"] if "hf_base" in med else 1.0
-        ratios["lens_ln / (lens_hf x bridge overhead)"] = med["lens_ln"] / (
-            med["lens_hf"] * bridge_overhead)
+        # The target: plain HF hooks' lens times the bridge's own cost on the blocks.
+        overhead = ratios.get("bridge_blocks / hf_base", {}).get("paired", 1.0)
+        lens = ratios["lens_ln / lens_hf"]
+        ratios["lens_ln / (lens_hf x bridge overhead)"] = {
+            key: value / overhead if key != "cpu" else value for key, value in lens.items()}
     report = {"model": args.model, "threads": torch.get_num_threads(), "rounds": args.rounds,
               "groups": groups, "batches": len(batches), "batch_size": args.batch_size,
               "tokens_per_pass": n_tokens, "lens_prompts": len(texts),
-              "torch": torch.__version__, "wall_s": med, "ratios": ratios, "checks": checks,
+              "torch": torch.__version__, "wall_s": med, "rounds_wall_s": wall,
+              "rounds_cpu_s": cpu, "ratios": ratios, "checks": checks,
               "notes": notes}
     print(f"## {args.model}: {n_tokens} tokens in {len(batches)} batches of "
           f"{args.batch_size}, {len(texts)} lens prompts, {report['threads']} threads, "
@@ -370,9 +385,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("| pass | wall s |\n|---|---:|")
     for name, s in med.items():
         print(f"| {name} | {s:.3f} |")
-    print("\n| ratio | |\n|---|---:|")
+    print("\n| ratio | of medians | per round: median [min, max] | CPU seconds |\n"
+          "|---|---:|---:|---:|")
     for name, r in ratios.items():
-        print(f"| {name} | {r:.3f} |")
+        print(f"| {name} | {r['wall']:.3f} | {r['paired']:.3f} [{r['paired_min']:.3f}, "
+              f"{r['paired_max']:.3f}] | {r['cpu']:.3f} |")
     print("\n| check | value |\n|---|---|")
     for name, v in checks.items():
         print(f"| {name} | {v} |")

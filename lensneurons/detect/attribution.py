@@ -60,7 +60,7 @@ from lensneurons.errors import (
     ParameterError,
     UnknownSiteError,
 )
-from lensneurons.lens.logit import readout_fn
+from lensneurons.lens.readout import readout_fn
 from lensneurons.neurons import NeuronSet, NeuronSets
 from lensneurons.stats.passes import Passes
 

@@ -19,10 +19,11 @@ Examples:
 
 from lensneurons.lens import prompts
 from lensneurons.lens.latent import LatentLanguageResult, latent_language
-from lensneurons.lens.logit import logit_lens, readout_fn
+from lensneurons.lens.logit import logit_lens
 from lensneurons.lens.mwork import MWorkResult, mwork, stage_split
 from lensneurons.lens.patchscope import Patchscope
 from lensneurons.lens.prompts import LensItem, WordList, load_words
+from lensneurons.lens.readout import readout_fn
 from lensneurons.lens.result import LensResult
 from lensneurons.lens.tokens import TokenSet, start_tokens
 from lensneurons.lens.tuned import TunedLens

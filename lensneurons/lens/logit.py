@@ -10,11 +10,12 @@ on TL >= 4 (Gemma soft-caps, logit scales) or ``cfg.output_logits_soft_cap`` on 
 depth (``L``) equals the model's output distribution; every call checks this and raises
 :class:`ReadoutError` otherwise.
 
-Memory stays bounded: residuals are kept at the asked positions only, logits are made for a chunk
-of rows at a time (rows x vocabulary below ``2**24`` numbers), and only entropy, the top-k tokens
-and the summed probability of the requested token sets survive. ``[depth, batch, pos, vocab]``
-never exists. The lens runs a plain forward pass with capture hooks added *inside* whatever hooks
-are active, so ``with model.hooks(fwd_hooks=ln.deactivate(...)):`` applies to it.
+Memory stays bounded: residuals are kept at the asked positions only, the readout streams the
+vocabulary in slices (:func:`~lensneurons.lens.readout.summarize`: one pass over the unembedding
+for all rows, an online softmax), and only entropy, the top-k tokens and the summed probability of
+the requested token sets survive. ``[depth, batch, pos, vocab]`` never exists. The lens runs a
+plain forward pass with capture hooks added *inside* whatever hooks are active, so
+``with model.hooks(fwd_hooks=ln.deactivate(...)):`` applies to it.
 
 ``lens=`` picks the decoder: ``None`` (this logit lens), a translator such as a
 :class:`~lensneurons.lens.tuned.TunedLens` (applied to each residual before the readout), or
@@ -45,7 +46,6 @@ from einops import rearrange, repeat
 from jaxtyping import Int
 
 from lensneurons.core import checks as _checks
-from lensneurons.core.boot import tl_logit_readout
 from lensneurons.core.model import ModelView, resid_hook
 from lensneurons.errors import ParameterError, ReadoutError
 from lensneurons.lens._inputs import (
@@ -56,6 +56,7 @@ from lensneurons.lens._inputs import (
     tokenize,
 )
 from lensneurons.lens.patchscope import BoundPatchscope, Patchscope
+from lensneurons.lens.readout import IDENTITY_RTOL, summarize
 from lensneurons.lens.result import LensResult
 
 Inputs = Union[  # noqa: UP007
@@ -66,106 +67,8 @@ Lens = Callable[[torch.Tensor, int], torch.Tensor]
 #: What ``lens=`` takes: a translator, ``"patchscope"``, a :class:`Patchscope` or ``None``.
 LensSpec = Union[Lens, Patchscope, str, None]  # noqa: UP007
 
-_CHUNK_ELEMENTS = 2**24  # rows x vocabulary per readout chunk (64 MiB of fp32)
-_IDENTITY_RTOL = 1e-2  # of the log-prob spread; fp32 readouts measure ~1e-6
-_CANNOT_READ = ("The logit lens cannot read this model: {err} Use a decoder-only model whose "
-                "logits are unembed(ln_final(last block output)).")
 #: Per model: may the lens's pass hand only the read positions past the last block?
 _NARROWS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-def readout_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Build the model's own readout ``d_model -> logits`` (final norm, unembed, output transform).
-
-    On TL >= 4 it is ``transformer_lens.tools.analysis.logit_readout``; on TL 2.x the ``ln_final``
-    module (statistics recomputed per vector), ``unembed`` and the configured soft-cap.
-
-    Args:
-        model: a TransformerLens model.
-
-    Returns:
-        A function ``Float[n, d_model] -> Float[n, d_vocab]`` (grad flows when enabled).
-
-    Raises:
-        ReadoutError: the model's readout is not ``ln_final -> unembed``.
-
-    >>> logits = readout_fn(model)(torch.zeros(2, model.cfg.d_model))  # doctest: +SKIP
-
-    """
-    logit_readout = tl_logit_readout()
-    if logit_readout is not None:
-
-        def read_tl4(x: torch.Tensor) -> torch.Tensor:
-            try:
-                return logit_readout(model, x, return_type="logits", chunk_size=max(len(x), 1),
-                                     enable_grad=torch.is_grad_enabled()).values
-            except (ValueError, NotImplementedError) as err:
-                raise ReadoutError(_CANNOT_READ.format(err=err)) from err
-
-        return read_tl4
-    norm_type = getattr(model.cfg, "normalization_type", None)
-    ln_final = getattr(model, "ln_final", None) if norm_type is not None else None
-    if norm_type is not None and not isinstance(ln_final, torch.nn.Module):
-        raise ReadoutError(
-            f"The model declares normalization_type={norm_type!r} but has no ln_final module; "
-            "the lens cannot apply the final norm exactly. Load it with an adapter that has one."
-        )
-    cap = float(getattr(model.cfg, "output_logits_soft_cap", -1.0) or -1.0)
-
-    def read_tl2(x: torch.Tensor) -> torch.Tensor:
-        h = ln_final(x.unsqueeze(0)).squeeze(0) if ln_final is not None else x
-        logits = model.unembed(h.unsqueeze(0)).squeeze(0)
-        return cap * torch.tanh(logits / cap) if cap > 0 else logits
-
-    return read_tl2
-
-
-def log_prob_readout(model: Any) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """The model's readout as fp32 log-probabilities ``[n, vocab]`` and entropies ``[n]`` (nats).
-
-    On TL >= 4 ``logit_readout`` computes both in its one pass over each chunk of logits (it
-    always computes the entropy), so the lens does not log-softmax the logits a second time;
-    elsewhere both come from :func:`readout_fn`. Rows whose entropy is not finite (a ``-inf``
-    logit) are recomputed with ``0 * log 0 = 0``.
-
-    Args:
-        model: a TransformerLens model.
-
-    Returns:
-        A function ``Float[n, d_model] -> (Float[n, vocab], Float[n])``, without autograd.
-
-    Raises:
-        ReadoutError: the model's readout is not ``ln_final -> unembed``.
-
-    >>> logp, entropy = log_prob_readout(model)(torch.zeros(2, model.cfg.d_model))  # doctest: +SKIP
-    """
-    logit_readout = tl_logit_readout()
-    read = readout_fn(model)
-
-    def entropy_of(logp: torch.Tensor) -> torch.Tensor:
-        return -(logp.exp() * logp).nan_to_num().sum(-1)
-
-    if logit_readout is None:
-
-        def read_tl2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            with torch.no_grad():
-                logp = read(x).float().log_softmax(-1)
-            return logp, entropy_of(logp)
-
-        return read_tl2
-
-    def read_tl4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        try:
-            out = logit_readout(model, x, return_type="log_probs", chunk_size=max(len(x), 1))
-        except (ValueError, NotImplementedError) as err:
-            raise ReadoutError(_CANNOT_READ.format(err=err)) from err
-        logp, entropy = out.values.float(), out.entropy.float()
-        bad = ~torch.isfinite(entropy)
-        if bool(bad.any()):
-            entropy[bad] = entropy_of(logp[bad])
-        return logp, entropy
-
-    return read_tl4
 
 
 def logit_lens(
@@ -243,24 +146,17 @@ def logit_lens(
         isinstance(positions, torch.Tensor) and positions.ndim <= 1
     )
     sets = resolve_sets(token_sets, n_rows, view.d_vocab)
-    read = readout_fn(model)
-    read_lp = log_prob_readout(model)
     entropy, top_ids, top_probs, set_probs = [], [], [], []
     for start in range(0, n_rows, batch_size):
         stop = min(start + batch_size, n_rows)
-        resid, final_ok = _capture(model, rows[start:stop], pos[start:stop], keep, n_layers,
-                                   read, pad_id=pad_id(model))
-        if not final_ok:
-            raise ReadoutError(
-                "The lens's last depth (the last layer's output) does not reproduce the model's "
-                "logits: the model (or an active hook on ln_final/unembed) transforms the "
-                "residual stream before its logits in a way the lens does not. Remove such "
-                "hooks, or use a model whose logits are unembed(ln_final(last block output))."
-            )
+        resid, theirs = _capture(model, rows[start:stop], pos[start:stop], keep, n_layers,
+                                 pad_id=pad_id(model))
+        final = resid[n_layers]  # what the model's own logits ``theirs`` were read from
         if scope is not None:
             resid = scope.decode(resid, keep)
-        sub_sets = [(name, ids[start:stop]) for name, ids in sets]
-        out = _read(resid, keep, read_lp, translator, top_k, sub_sets, view.d_vocab)
+        sub_sets = [ids[start:stop] for _, ids in sets]
+        out = _read(model, resid, keep, translator, top_k, sub_sets,
+                    check=(final, theirs, n_layers if scope is None else None))
         entropy.append(out[0])
         top_ids.append(out[1])
         top_probs.append(out[2])
@@ -319,17 +215,18 @@ def _decoder(lens: Any, model: Any) -> tuple[Lens | None, BoundPatchscope | None
 
 
 def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list[int],
-             n_layers: int, read: Callable, *, pad_id: int) -> tuple[dict, bool]:
-    """One forward pass; residuals at ``pos`` for every kept depth and the final check.
+             n_layers: int, *, pad_id: int) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """One forward pass: the residuals at ``pos`` (kept depths and the last), the model's logits.
+
+    The logits are the model's own, fp32, at the read positions: ``[batch, pos, vocab]``.
 
     The hook on the last block's output keeps the read positions and, where the architecture
     allows it, hands *only those* on to the rest of the model: the model's own final norm,
     unembedding and output transform (and any hook on them) then produce its logits at exactly
-    the read positions, so the check compares the lens with the model's readout without
-    building logits at every position (on a 262k-word vocabulary, more work than the blocks).
-    The norm and the unembedding act per position, so these are the logits a full pass gives
-    there. Models whose code after the last block needs every position (HF GPT-2 reshapes to
-    the input's length) run the full pass instead, remembered per model.
+    the read positions, without building logits at every position (on a 262k-word vocabulary,
+    more work than the blocks). The norm and the unembedding act per position, so these are the
+    logits a full pass gives there. Models whose code after the last block needs every position
+    (HF GPT-2 reshapes to the input's length) run the full pass instead, remembered per model.
     """
     width = max(len(r) for r in rows)
     tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -365,25 +262,22 @@ def _capture(model: Any, rows: list[torch.Tensor], pos: torch.Tensor, keep: list
                                                      for d in wanted]):
             logits = model(tokens)
         theirs = logits[batch_index.to(logits.device), pos.to(logits.device)].float()
-    with torch.no_grad():
-        final = store[n_layers]
-        ours = read(rearrange(final, "batch pos d_model -> (batch pos) d_model")).float()
-        ours = rearrange(ours, "(batch pos) vocab -> batch pos vocab", batch=final.shape[0])
-        ours, theirs = ours.log_softmax(-1), theirs.log_softmax(-1)
-        spread = (theirs - theirs.mean(-1, keepdim=True)).abs().max().clamp_min(1e-6)
-        ok = bool((ours - theirs.to(ours.device)).abs().max() <= _IDENTITY_RTOL * spread)
-    return store, ok
+    return store, theirs
 
 
-def _read(store: dict, keep: list[int], read: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
-          lens: Lens | None, top_k: int,
-          sets: list[tuple[str, list]], d_vocab: int) -> tuple[torch.Tensor, ...]:
+def _read(model: Any, store: dict[int, torch.Tensor], keep: list[int], lens: Lens | None,
+          top_k: int, sets: list[list[torch.Tensor]],
+          check: tuple[torch.Tensor, torch.Tensor, int | None]) -> tuple[torch.Tensor, ...]:
     """Entropy [d, b, p], top ids/probs [d, b, p, k], set probs [d, b, p, s] for one batch.
 
-    The rows of every kept depth are read together, in chunks of at most ``_CHUNK_ELEMENTS``
-    logits: few large readouts instead of one small one per depth.
+    The rows of every kept depth are read together in one pass over the unembedding
+    (:func:`~lensneurons.lens.readout.summarize`). ``check``: the last block's output
+    ``[b, p, d_model]``, the model's own logits there and, when ``store`` holds that output
+    untranslated, its depth. Those rows' readout must reproduce the model's log-probabilities
+    (else :class:`ReadoutError`); they are read among the others when ``store`` has them.
     """
-    n_batch, n_pos, _ = store[keep[0]].shape
+    final, theirs, final_depth = check
+    n_batch, n_pos, _ = final.shape
     parts = []
     for depth in keep:
         h = rearrange(store[depth], "batch pos d_model -> (batch pos) d_model")
@@ -391,28 +285,27 @@ def _read(store: dict, keep: list[int], read: Callable[[torch.Tensor], tuple[tor
             with torch.no_grad():
                 h = lens(h, depth)
         parts.append(h)
-    rows = torch.cat(parts)  # [depth * batch * pos, d_model]
-    n_rows = rows.shape[0]
-    entropy = torch.zeros(n_rows)
-    top_ids = torch.zeros(n_rows, top_k, dtype=torch.long)
-    top_probs = torch.zeros(n_rows, top_k)
-    set_probs = torch.zeros(n_rows, len(sets))
-    row_batch = repeat(torch.arange(n_batch), "batch -> (depth batch pos)", depth=len(keep),
-                       pos=n_pos)
-    step = max(1, _CHUNK_ELEMENTS // max(1, d_vocab))
-    for s in range(0, n_rows, step):
-        with torch.no_grad():
-            logp, ent = read(rows[s : s + step])
-        flat = slice(s, s + step)
-        entropy[flat] = (ent / math.log(2)).cpu()
-        k = min(top_k, logp.shape[-1])
-        top = logp.topk(k, dim=-1)
-        top_ids[flat, :k] = top.indices.cpu()
-        top_probs[flat, :k] = top.values.exp().cpu()
-        for si, (_, per_row) in enumerate(sets):
-            sums = torch.stack([logp[j, per_row[int(b)].to(logp.device)].exp().sum()
-                                for j, b in enumerate(row_batch[flat])])
-            set_probs[flat, si] = sums.cpu()
+    per_depth = n_batch * n_pos
+    if lens is None and final_depth in keep:
+        first = keep.index(final_depth) * per_depth
+    else:  # the last block's output, untranslated, read after the kept rows
+        first = len(keep) * per_depth
+        parts.append(rearrange(final, "batch pos d_model -> (batch pos) d_model"))
+    rows = torch.cat(parts)  # [depth * batch * pos (+ batch * pos), d_model]
+    row_batch = repeat(torch.arange(n_batch), "batch -> (depth batch pos)",
+                       depth=len(parts), pos=n_pos)
+    reference = (torch.arange(first, first + per_depth),
+                 rearrange(theirs, "batch pos vocab -> (batch pos) vocab"))
+    kept = summarize(model, rows, top_k=top_k, sets=sets, groups=row_batch, reference=reference)
+    if not kept.mismatch <= IDENTITY_RTOL:  # NaN too
+        raise ReadoutError(
+            "The lens's last depth (the last layer's output) does not reproduce the model's "
+            "logits: the model (or an active hook on ln_final/unembed) transforms the "
+            "residual stream before its logits in a way the lens does not. Remove such "
+            "hooks, or use a model whose logits are unembed(ln_final(last block output))."
+        )
+    n_read = len(keep) * per_depth
     rows_to = "(depth batch pos) ... -> depth batch pos ..."
-    return tuple(rearrange(t, rows_to, depth=len(keep), batch=n_batch)
-                 for t in (entropy, top_ids, top_probs, set_probs))
+    return tuple(rearrange(t[:n_read], rows_to, depth=len(keep), batch=n_batch)
+                 for t in (kept.entropy / math.log(2), kept.top_ids, kept.top_log_probs.exp(),
+                           kept.set_log_probs.exp()))

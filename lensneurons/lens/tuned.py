@@ -62,8 +62,8 @@ from lensneurons.errors import (
     ShapeMismatchError,
 )
 from lensneurons.lens._inputs import check_fit_options
-from lensneurons.lens._subset import subset_readout, subset_step
-from lensneurons.lens.logit import readout_fn
+from lensneurons.lens._subset import subset_step
+from lensneurons.lens.readout import readout_fn, subset_readout
 
 __all__ = ["TunedLens", "subset_readout"]
 
