@@ -1,7 +1,8 @@
 """lensneurons side by side with plain Hugging Face hooks and nnsight/nnterp, on the same work.
 
 Four works, each done by every tool on the same inputs in one run (tools alternated within each
-round, medians of ``--rounds`` rounds after a warm-up), with the results compared in the same run:
+round, each round starting one run later, medians of ``--rounds`` rounds after a warm-up), with
+the results compared in the same run:
 
 * ``counts``: per group, layer and MLP unit, how many counted tokens have the unit active (the
   input of LAPE): ``ln.collect(..., value_stats=False)`` and ``ln.collect`` with every
@@ -279,6 +280,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lens_batch = len(texts)
         padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad)
         runs["lens_hf_forward"] = lambda: each([padded], hf)
+        # The bridge's own cost on the lens's pass: its blocks against HF's base model.
+        runs["lens_hf_base"] = lambda: each([padded], hf.model)
+        runs["lens_bridge_blocks"] = lambda: view.run_until(
+            padded, f"blocks.{view.n_layers - 1}.hook_resid_post")
         runs["lens_hf"] = lambda: hf_lens(hf, rows, pad)
         if nn_model is not None:
             runs["lens_nnterp"] = lambda: nnterp_lens(nn_model, texts)
@@ -303,10 +308,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = {name: fn() for name, fn in runs.items()}  # warm-up, and the compared results
     wall: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, fn in runs.items():
+    names = list(runs)
+    for r in range(args.rounds):
+        # Each round starts one run later, so no tool always follows the same neighbour (a run
+        # after one that freed gigabytes pays page faults the others do not).
+        for name in names[r % len(names):] + names[: r % len(names)]:
             with torch.inference_mode():
-                w, c = timed(fn)
+                w, c = timed(runs[name])
             wall[name].append(w)
             cpu[name].append(c)
     med = {k: statistics.median(v) for k, v in wall.items()}
@@ -362,17 +370,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        ("counts_hf", "hf_base"), ("counts_nnsight", "hf_base"),
                        ("counts_ln", "hf_base"), ("counts_ln", "bridge_blocks"),
                        ("counts_ln_all", "bridge_blocks"), ("counts_nnsight", "counts_ln"),
+                       ("lens_bridge_blocks", "lens_hf_base"),
                        ("lens_hf", "lens_hf_forward"), ("lens_nnterp", "lens_hf_forward"),
                        ("lens_ln", "lens_hf_forward"), ("lens_ln", "lens_hf"),
                        ("ppl_hf", "hf_forward"), ("ppl_ln", "bridge"), ("ppl_ln", "hf_forward"),
                        ("gen_ln_hooks", "gen_ln_bare")]:
         ratio(name, base)
     if "lens_ln" in med and "lens_hf" in med:
-        # The target: plain HF hooks' lens times the bridge's own cost on the blocks.
-        overhead = ratios.get("bridge_blocks / hf_base", {}).get("paired", 1.0)
-        lens = ratios["lens_ln / lens_hf"]
+        # The target: plain HF hooks' lens times the bridge's own cost on the same pass, round
+        # by round (CPU: the ratio of CPU medians).
+        paired = [ln_ / (hf_ * b / hb) for ln_, hf_, b, hb in zip(
+            wall["lens_ln"], wall["lens_hf"], wall["lens_bridge_blocks"], wall["lens_hf_base"])]
+
+        def cpu_med(name: str) -> float:
+            return statistics.median(cpu[name])
+
         ratios["lens_ln / (lens_hf x bridge overhead)"] = {
-            key: value / overhead if key != "cpu" else value for key, value in lens.items()}
+            "wall": med["lens_ln"] / (med["lens_hf"] * med["lens_bridge_blocks"]
+                                      / med["lens_hf_base"]),
+            "paired": statistics.median(paired), "paired_min": min(paired),
+            "paired_max": max(paired),
+            "cpu": cpu_med("lens_ln") / (cpu_med("lens_hf") * cpu_med("lens_bridge_blocks")
+                                         / cpu_med("lens_hf_base")),
+        }
     report = {"model": args.model, "threads": torch.get_num_threads(), "rounds": args.rounds,
               "groups": groups, "batches": len(batches), "batch_size": args.batch_size,
               "tokens_per_pass": n_tokens, "lens_prompts": len(texts),
