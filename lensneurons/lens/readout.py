@@ -10,12 +10,13 @@ statistics recomputed per vector and ``transform`` the adapter's output transfor
 * :func:`summarize`: what the lens keeps of each row (entropy, top-``k`` log-probabilities, the
   log-probability of token sets), computed in **one pass over the unembedding** in slices of
   :data:`SLICE_COLUMNS` tokens with a running log-sum-exp, entropy and top-``k`` (the online
-  softmax). No row's full distribution exists at once and ``W_U`` is read once per
-  :data:`SLICE_ELEMENTS` numbers of logits, not once per small chunk of rows: on Gemma 3
-  (262,144 tokens, a 671 MB ``W_U``) this is the cost of plain ``log_softmax`` + ``max`` over
-  all rows at once, in bounded memory. Deviation from TransformerLens's ``logit_readout``
-  (which the lens called before): the same pieces (``ln_final``, ``W_U``, ``b_U``, the output
-  transform) composed by hand, so every call checks a reference: the model's own logits.
+  softmax). No row's full distribution exists at once, and ``W_U`` is read once per
+  ``SLICE_ELEMENTS // SLICE_COLUMNS`` (1,024) rows instead of once per 64: on Gemma 3 (262,144
+  tokens, a 671 MB ``W_U``) 576 rows take 1.5 s, against 1.8 s for plain ``lm_head`` +
+  ``log_softmax`` + ``max`` over all rows at once. Deviation from TransformerLens's
+  ``logit_readout`` (which the lens called before): the same pieces (``ln_final``, ``W_U``,
+  ``b_U``, the output transform) composed by hand; the lens checks them every call against the
+  model's own logits (``reference=``).
 
 Examples:
     >>> import lensneurons as ln
